@@ -1,0 +1,61 @@
+"""The ``poet`` console script: one sub-command per job.
+
+Each sub-command lives next to the code it drives and exposes two functions,
+``add_arguments(parser)`` and ``run(args) -> int``; this module only wires them
+together, so ``poet --help`` stays fast (heavy imports happen inside ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from transforms.errors import UserError
+
+# sub-command -> (module, one-line help)
+SUBCOMMANDS = {
+    "prepare": ("pipeline.prepare_command", "tokenize, POET-truncate and shard preference pairs (Apache Beam)"),
+    "stats": ("pipeline.stats_command", "print the length statistics of a prepared folder or Hub dataset"),
+    "publish": ("pipeline.publish_command", "publish a prepared folder to the Hugging Face Hub in one atomic commit"),
+    "train": ("trainer.cli", "train a causal LM with DPO, SimPO or AlphaPO on prepared shards"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poet",
+        description="POET preference-data pipeline: prepare, inspect, publish and train.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text).strip().splitlines()[0],
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "prepare":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.beam_args = extra
+    try:
+        return args._module.run(args) or 0
+    except UserError as err:
+        print(f"poet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"poet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""``WriteDeadLetters``: every set-aside row, in source order, in ``dead_letter/{split}.jsonl``."""
+
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+
+class _WriteSplitFile(beam.DoFn):
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def process(self, grouped):
+        split, letters = grouped
+        letters = sorted(letters, key=lambda d: d.origin.sort_key)
+        lines = "".join(json.dumps(d.to_json(), ensure_ascii=False, default=str) + "\n" for d in letters)
+        with FileSystems.create(f"{self.folder}/dead_letter/{split}.jsonl") as handle:
+            handle.write(lines.encode("utf-8"))
+        yield split, len(letters)
+
+
+class WriteDeadLetters(beam.PTransform):
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder = folder
+
+    def expand(self, dead_letters):
+        return (
+            dead_letters
+            | "KeyBySplit" >> beam.Map(lambda d: (d.origin.split, d))
+            | "GroupBySplit" >> beam.GroupByKey()
+            | "WriteJsonl" >> beam.ParDo(_WriteSplitFile(self.folder))
+        )

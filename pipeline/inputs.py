@@ -1,0 +1,78 @@
+"""Resolve ``--input`` globs into an ordered file list, and check the files before the job starts.
+
+Runs on the launcher: a missing or unreadable file, an unsupported extension or
+a mix of plain-text and conversational data ends the run here, with one line,
+rather than deep inside a worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.options import PrepareConfig
+from transforms.errors import UserError
+from transforms.formats import normalize
+from transforms.readers import SUFFIXES, is_supported, iter_rows
+from transforms.reasons import RowRejected
+
+PEEK_ROWS = 200
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    files: list[tuple[str, int, str]]  # (split, file_index, path), file_index global and stable
+    conversational: bool
+
+
+def _match(pattern: str) -> list[str]:
+    try:
+        result = FileSystems.match([pattern])[0]
+    except Exception as err:  # Beam raises BeamIOError with per-pattern causes
+        raise UserError(f"cannot list --input {pattern!r}: {str(err).splitlines()[0]}") from None
+    return sorted(m.path for m in result.metadata_list)
+
+
+def _peek_kind(path: str, fmt: str | None) -> bool | None:
+    """Whether the first valid pair of the file is conversational (None if none found early)."""
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            for source in itertools.islice(iter_rows(path, stream), PEEK_ROWS):
+                if source.record is None:
+                    continue
+                try:
+                    return normalize(source.record, fmt).conversational
+                except RowRejected:
+                    continue
+    except UserError:
+        raise
+    except Exception as err:
+        raise UserError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    return None
+
+
+def plan_inputs(config: PrepareConfig) -> InputPlan:
+    files, seen = [], set()
+    for spec in config.inputs:
+        paths = _match(spec.pattern)
+        if not paths:
+            raise UserError(f"--input {spec.pattern!r} matches no file; check the path or quote the glob")
+        for path in paths:
+            if not is_supported(path):
+                raise UserError(f"{path}: unsupported file type; use one of {', '.join(SUFFIXES)}")
+            if path in seen:
+                raise UserError(f"{path} is given twice in --input; each file may feed one split only")
+            seen.add(path)
+            files.append((spec.split, len(files), path))
+    kinds = {path: _peek_kind(path, config.format) for _, _, path in files}
+    found = {kind for kind in kinds.values() if kind is not None}
+    if len(found) > 1:
+        conv = next(p for p, k in kinds.items() if k)
+        text = next(p for p, k in kinds.items() if k is False)
+        raise UserError(
+            f"mixed data: {conv} is conversational but {text} is plain text; prepare them in separate runs"
+        )
+    return InputPlan(files, conversational=found == {True})

@@ -1,0 +1,126 @@
+"""Options of ``poet prepare``: parsed once on the launcher into a :class:`PrepareConfig`.
+
+Beam's own options (``--runner``, ``--direct_num_workers``, ``--temp_location``,
+``--project``…) are not declared here: they pass through untouched to
+``PipelineOptions``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from transforms.errors import UserError
+from transforms.formats import FORMATS
+
+DEFAULT_MAX_LENGTH = 2048
+DEFAULT_MAX_SHARD_SIZE = "500MB"
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    split: str
+    pattern: str
+
+    @classmethod
+    def parse(cls, value: str) -> "InputSpec":
+        """``[SPLIT=]GLOB``; a bare glob is the ``train`` split. ``gs://`` URLs keep their ``=``-free form."""
+        split, sep, pattern = value.partition("=")
+        if not sep or "/" in split or ":" in split:
+            return cls("train", value)
+        if not split.replace("_", "").replace("-", "").isalnum():
+            raise UserError(f"invalid split name {split!r} in --input {value!r}; use letters, digits, - or _")
+        return cls(split, pattern)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    inputs: tuple[InputSpec, ...]
+    tokenizer: str
+    output: str
+    format: str | None = None
+    max_length: int | None = DEFAULT_MAX_LENGTH
+    max_prompt_length: int | None = None
+    poet: bool = True
+    num_shards: int | None = None
+    max_shard_bytes: int = 500 * 10**6
+    include_text: bool = True
+    overwrite: bool = False
+    license: str | None = None
+    batch_size: int = 256
+    push_to_hub: str | None = None
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted({spec.split for spec in self.inputs})
+
+
+def parse_size(value: str) -> int:
+    text = value.strip().upper().replace(" ", "")
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+            return int(float(text[: -len(unit)]) * _UNITS[unit])
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"invalid size {value!r}; use e.g. 500MB, 1GB or a number of bytes")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--input", action="append", required=True, metavar="[SPLIT=]GLOB",
+                    help="preference files (.jsonl, .jsonl.gz, .json, .parquet; local or gs://). Repeatable; "
+                         "a bare glob goes to split 'train', 'test=data/test*.jsonl' names the split")
+    io.add_argument("--output", required=True, metavar="DIR",
+                    help="output folder in Hugging Face Hub dataset layout (local or gs://)")
+    io.add_argument("--format", choices=sorted(FORMATS), default=None,
+                    help="force one input format instead of detecting it per row")
+    io.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    io.add_argument("--drop-text", action="store_true",
+                    help="omit the prompt/chosen/rejected text columns (token ids only)")
+    tok = parser.add_argument_group("tokenization and truncation")
+    tok.add_argument("--tokenizer", required=True, metavar="PATH_OR_ID",
+                     help="transformers tokenizer: local folder, gs:// folder or Hub id")
+    tok.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
+                     help="max prompt+completion tokens per sequence (completion cut at its end); 0 = no limit")
+    tok.add_argument("--max-prompt-length", type=_positive_int, default=None,
+                     help="keep only the prompt's last N tokens")
+    tok.add_argument("--no-poet", dest="poet", action="store_false",
+                     help="do not cut completions to equal length (publish an untruncated baseline)")
+    tok.add_argument("--batch-size", type=_positive_int, default=256, help="pairs per tokenizer call")
+    shards = parser.add_argument_group("sharding and publishing")
+    shards.add_argument("--num-shards", type=_positive_int, default=None,
+                        help="shards per split (default: from --max-shard-size)")
+    shards.add_argument("--max-shard-size", type=parse_size, default=DEFAULT_MAX_SHARD_SIZE,
+                        help="target Arrow size of one shard, like datasets' push_to_hub")
+    shards.add_argument("--license", default=None, help="license id for the dataset card (e.g. mit, apache-2.0)")
+    shards.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
+                        help="publish the folder to this Hub dataset repo after the run")
+
+
+def config_from_args(args: argparse.Namespace) -> PrepareConfig:
+    if args.max_length < 0:
+        raise UserError("--max-length must be 0 (no limit) or positive")
+    return PrepareConfig(
+        inputs=tuple(InputSpec.parse(value) for value in args.input),
+        tokenizer=args.tokenizer,
+        output=args.output.rstrip("/"),
+        format=args.format,
+        max_length=args.max_length or None,
+        max_prompt_length=args.max_prompt_length,
+        poet=args.poet,
+        num_shards=args.num_shards,
+        max_shard_bytes=args.max_shard_size if isinstance(args.max_shard_size, int) else parse_size(args.max_shard_size),
+        include_text=not args.drop_text,
+        overwrite=args.overwrite,
+        license=args.license,
+        batch_size=args.batch_size,
+        push_to_hub=args.push_to_hub,
+    )

@@ -1,0 +1,150 @@
+"""The prepare pipeline: raw preference files in, a Hub-layout dataset folder out.
+
+``PrepareDataset`` reads like the job: read the files, prepare the pairs, write
+the shards and the dead letters, compute the length statistics, write the
+card. ``run`` is the launcher around it: check everything that can be checked
+up front, run the pipeline into a staging folder, then move it into place.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import logging
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipeline.dead_letters import WriteDeadLetters
+from pipeline.inputs import InputPlan, plan_inputs
+from pipeline.length_stats import ComputeLengthStats
+from pipeline.metadata import WriteDatasetMetadata
+from pipeline.options import PrepareConfig
+from pipeline.output import check_output, commit, discard, staging_folder
+from pipeline.prepare_pairs import DEAD, PreparePairs
+from pipeline.read import ReadPreferenceFiles
+from pipeline.tokenizer_source import TokenizerSource
+from pipeline.write_shards import WriteShards
+from transforms.errors import UserError
+from transforms.prepare import PrepareSettings
+from transforms.schema import preference_features
+from transforms.stats_file import STATS_FILE
+from transforms.tokenization import tokenizer_fingerprint
+
+_log = logging.getLogger("poet")
+_VERSIONED = ("poet-data", "apache-beam", "transformers", "tokenizers", "datasets", "pyarrow")
+
+
+class PrepareDataset(beam.PTransform):
+    """All of ``poet prepare`` as one composite transform writing into ``folder``."""
+
+    def __init__(self, config: PrepareConfig, plan: InputPlan, tokenizer: TokenizerSource, folder: str, run: dict):
+        super().__init__()
+        self.config, self.plan, self.tokenizer, self.folder, self.run = config, plan, tokenizer, folder, run
+
+    def expand(self, pbegin):
+        config = self.config
+        features = preference_features(conversational=self.plan.conversational, include_text=config.include_text)
+        settings = PrepareSettings(
+            format=config.format,
+            conversational=self.plan.conversational,
+            max_length=config.max_length,
+            max_prompt_length=config.max_prompt_length,
+            poet=config.poet,
+            include_text=config.include_text,
+        )
+        prepared = (
+            pbegin
+            | "ReadFiles" >> ReadPreferenceFiles(self.plan.files)
+            | "PreparePairs" >> PreparePairs(self.tokenizer, settings, config.batch_size)
+        )
+        rows, dead_letters = prepared.rows, prepared[DEAD]
+        shards = rows | "WriteShards" >> WriteShards(
+            self.folder, config.splits, features.arrow_schema, config.num_shards, config.max_shard_bytes
+        )
+        dead_letters | "WriteDeadLetters" >> WriteDeadLetters(self.folder)
+        stats = (rows, dead_letters) | "LengthStats" >> ComputeLengthStats()
+        return (stats, shards) | "WriteMetadata" >> WriteDatasetMetadata(self.folder, config.splits, self.run, features)
+
+
+def choose_runner(options: PipelineOptions):
+    """Beam's DirectRunner first tries to download the Prism binary; run the in-process FnApiRunner instead."""
+    standard = options.view_as(StandardOptions)
+    if standard.runner in (None, "DirectRunner", "direct"):
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        standard.runner = None
+        return FnApiRunner()
+    return None
+
+
+def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> dict:
+    """Provenance for the card and stats.json: what went in, with what, when."""
+    versions = {}
+    for package in _VERSIONED:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        "sources": [{"split": split, "file": path} for split, _, path in plan.files],
+        "conversational": plan.conversational,
+        "tokenizer": {
+            "name": config.tokenizer,
+            "sha256": tokenizer_fingerprint(tokenizer),
+            "eos_token": tokenizer.eos_token,
+            "vocab_size": len(tokenizer),
+            "chat_template": bool(tokenizer.chat_template),
+        },
+        "options": {
+            "inputs": [f"{spec.split}={spec.pattern}" for spec in config.inputs],
+            "format": config.format,
+            "max_length": config.max_length,
+            "max_prompt_length": config.max_prompt_length,
+            "poet": config.poet,
+            "num_shards": config.num_shards,
+            "max_shard_bytes": config.max_shard_bytes,
+            "include_text": config.include_text,
+            "license": config.license,
+        },
+        "versions": versions,
+    }
+
+
+def read_stats(folder: str) -> dict:
+    import json
+
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(f"{folder}/{STATS_FILE}") as handle:
+        return json.loads(handle.read())
+
+
+def run(config: PrepareConfig, beam_args: list[str]) -> dict:
+    """Run the whole job; return the stats document of the finished folder."""
+    check_output(config.output, config.overwrite)
+    plan = plan_inputs(config)
+    source = TokenizerSource.resolve(config.tokenizer)
+    tokenizer = source.load()
+    if plan.conversational and not tokenizer.chat_template:
+        raise UserError(
+            f"the data is conversational but tokenizer {config.tokenizer!r} has no chat template; "
+            "use a chat tokenizer or plain-text data"
+        )
+    options = PipelineOptions(beam_args)
+    runner = choose_runner(options)
+    staging = staging_folder(config.output)
+    _log.info("poet: %d file(s), %s data, staging in %s", len(plan.files),
+              "conversational" if plan.conversational else "plain-text", staging)
+    try:
+        with beam.Pipeline(runner=runner, options=options) as pipeline:
+            _ = pipeline | "PrepareDataset" >> PrepareDataset(
+                config, plan, source, staging, describe_run(config, plan, tokenizer)
+            )
+        document = read_stats(staging)
+        commit(staging, config.output)
+    except BaseException:
+        discard(staging)
+        raise
+    return document

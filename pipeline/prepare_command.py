@@ -1,0 +1,43 @@
+"""Tokenize, POET-truncate and shard preference pairs into a Hugging Face Hub dataset folder.
+
+Runs on Apache Beam: locally by default (in-process FnApiRunner, no download),
+or on any runner given with --runner (e.g. DataflowRunner with --project,
+--region, --temp_location and --setup_file ./setup.py). Unknown options pass to Beam.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pipeline.options import add_arguments as _add_prepare_arguments
+from pipeline.options import config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_prepare_arguments(parser)
+    parser.epilog = (
+        "Beam options pass through, e.g. --runner DataflowRunner --project P --region R "
+        "--temp_location gs://B/tmp, or --direct_num_workers 2 --direct_running_mode multi_processing."
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("apache_beam", "transformers", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = config_from_args(args)
+
+    from pipeline.pipeline import run as run_pipeline
+    from transforms.stats_table import render
+
+    document = run_pipeline(config, args.beam_args)
+    print(render(document))
+    print(f"\nwrote {config.output}")
+    if config.push_to_hub:
+        from pipeline.publish import publish
+
+        result = publish(config.output, config.push_to_hub)
+        print(result)
+    return 0

@@ -1,0 +1,27 @@
+"""Print the length statistics of a prepared folder, a gs:// folder or a Hub dataset repo id."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", metavar="DIR_OR_REPO_ID", help="prepared folder (local or fsspec URL) or Hub repo id")
+    parser.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
+    parser.add_argument("--json", action="store_true", help="print the raw stats.json instead of tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.hub import fetch_prepared
+    from transforms.stats_file import STATS_FILE
+    from transforms.stats_table import render
+    from transforms.errors import UserError
+
+    folder = fetch_prepared(args.dataset, revision=args.revision)
+    path = folder / STATS_FILE
+    if not path.is_file():
+        raise UserError(f"{args.dataset} has no {STATS_FILE}; is it a folder written by 'poet prepare'?")
+    document = json.loads(path.read_text())
+    print(json.dumps(document, indent=2) if args.json else render(document))
+    return 0

@@ -1,0 +1,127 @@
+"""From raw source rows to shard rows or dead letters: the per-row logic of the pipeline.
+
+Beam-free so it can be tested (and reused) on its own: the pipeline's DoFn only
+feeds it batches and routes what comes out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from transforms.formats import PreferencePair, normalize
+from transforms.readers import SourceRow
+from transforms.reasons import Reason, RowRejected
+from transforms.schema import to_row
+from transforms.stats import PairLengths
+from transforms.tokenization import PairTokenizer, TokenizedPair
+from transforms.truncation import TruncatedPair, truncate_pair
+
+
+@dataclass(frozen=True)
+class RowOrigin:
+    split: str
+    file: str
+    file_index: int
+    line: int
+
+    @property
+    def sort_key(self) -> tuple[int, int]:
+        return (self.file_index, self.line)
+
+
+@dataclass(frozen=True)
+class PreparedRow:
+    origin: RowOrigin
+    row: dict
+    lengths: PairLengths
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    origin: RowOrigin
+    reason: str
+    detail: str
+    source: Any  # the original row, or the raw text of an unparsable line
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.origin.file,
+            "line": self.origin.line,
+            "reason": self.reason,
+            "detail": self.detail,
+            "row": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    format: str | None
+    conversational: bool
+    max_length: int | None
+    max_prompt_length: int | None
+    poet: bool
+    include_text: bool
+
+
+def _lengths(ids: TokenizedPair, truncated: TruncatedPair, eos_id: int) -> PairLengths:
+    """Lengths for the statistics; a completion "lost its EOS" when truncation removed every EOS it had."""
+    room = truncated.completion_room
+    return PairLengths(
+        prompt=truncated.prompt_length,
+        chosen=truncated.chosen_length_orig,
+        rejected=truncated.rejected_length_orig,
+        chosen_capped=min(truncated.chosen_length_orig, room),
+        rejected_capped=min(truncated.rejected_length_orig, room),
+        poet=truncated.poet_length,
+        chosen_kept=len(truncated.chosen_ids),
+        rejected_kept=len(truncated.rejected_ids),
+        chosen_lost_eos=eos_id in ids.chosen_ids and eos_id not in truncated.chosen_ids,
+        rejected_lost_eos=eos_id in ids.rejected_ids and eos_id not in truncated.rejected_ids,
+    )
+
+
+class PairPreparer:
+    """Normalise, tokenize and truncate a batch of source rows."""
+
+    def __init__(self, tokenizer, settings: PrepareSettings):
+        self.pair_tokenizer = PairTokenizer(tokenizer)
+        self.settings = settings
+
+    def _normalize(self, origin: RowOrigin, source: SourceRow) -> PreferencePair | DeadLetter:
+        if source.record is None:
+            return DeadLetter(origin, Reason.MALFORMED_JSON.value, source.error, source.raw)
+        try:
+            pair = normalize(source.record, self.settings.format)
+        except RowRejected as rejected:
+            return DeadLetter(origin, rejected.reason.value, rejected.detail, source.record)
+        if pair.conversational != self.settings.conversational:
+            kind = "conversational" if pair.conversational else "plain-text"
+            return DeadLetter(origin, Reason.MIXED_KINDS.value, f"a {kind} pair in a dataset of the other kind",
+                              source.record)
+        return pair
+
+    def prepare(self, batch: list[tuple[RowOrigin, SourceRow]]) -> list[PreparedRow | DeadLetter]:
+        settings = self.settings
+        results: list[PreparedRow | DeadLetter] = []
+        valid: list[tuple[RowOrigin, SourceRow, PreferencePair]] = []
+        for origin, source in batch:
+            outcome = self._normalize(origin, source)
+            if isinstance(outcome, DeadLetter):
+                results.append(outcome)
+            else:
+                valid.append((origin, source, outcome))
+        tokenized = self.pair_tokenizer.encode([pair for _, _, pair in valid])
+        eos_id = self.pair_tokenizer.eos_token_id
+        for (origin, source, pair), ids in zip(valid, tokenized):
+            try:
+                truncated = truncate_pair(
+                    ids, max_length=settings.max_length, max_prompt_length=settings.max_prompt_length,
+                    poet=settings.poet,
+                )
+            except RowRejected as rejected:
+                results.append(DeadLetter(origin, rejected.reason.value, rejected.detail, source.record))
+                continue
+            results.append(PreparedRow(origin, to_row(pair, truncated, include_text=settings.include_text),
+                                       _lengths(ids, truncated, eos_id)))
+        return results

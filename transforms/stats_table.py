@@ -1,0 +1,47 @@
+"""Render a stats.json document as a terminal table (``poet stats`` and the end of ``poet prepare``)."""
+
+from __future__ import annotations
+
+from transforms.stats import PERCENTILES, QUANTITIES
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return f"{value:,}"
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def render_split(name: str, stats: dict) -> str:
+    parts = [f"== {name}: {stats['read']:,} read, {stats['pairs']:,} kept, {stats['dead_lettered']:,} dead-lettered"]
+    columns = ["count", "mean", "std", "min", *[f"p{p}" for p in PERCENTILES], "max"]
+    parts.append(_grid(["tokens", *columns],
+                       [[q, *[_fmt(stats["lengths"][q][c]) for c in columns]] for q in QUANTITIES]))
+    tokens = stats["completion_tokens"]
+    parts.append(
+        f"completion tokens: {tokens['before_poet']:,} before POET, {tokens['after_poet']:,} after "
+        f"({tokens['removed']:,} removed, {tokens['removed_pct']:.1f}%)"
+    )
+    parts.append(
+        f"chosen longer {stats['chosen_longer']['pct']:.1f}%, rejected longer {stats['rejected_longer']['pct']:.1f}%, "
+        f"equal {stats['equal_length']['pct']:.1f}%; POET cut {stats['poet_cut']['pct']:.1f}% of pairs; "
+        f"EOS lost: {stats['chosen_lost_eos']:,} chosen, {stats['rejected_lost_eos']:,} rejected"
+    )
+    if stats["dead_letter_reasons"]:
+        parts.append(_grid(["dead-letter reason", "rows"],
+                           [[reason, f"{count:,}"] for reason, count in stats["dead_letter_reasons"].items()]))
+    return "\n".join(parts)
+
+
+def render(document: dict) -> str:
+    sections = [render_split(name, stats) for name, stats in document["splits"].items()]
+    if len(document["splits"]) > 1:
+        sections.append(render_split("all splits", document["overall"]))
+    return "\n\n".join(sections)
