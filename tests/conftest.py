@@ -42,3 +42,39 @@ def prepared_sample_no_poet(tmp_path_factory) -> Path:
     assert prepare(output, "--input", str(HH_SAMPLE), "--tokenizer", str(MINIMIND), "--license", "mit",
                    "--max-length", "512", "--no-poet") == 0
     return output
+
+
+def trl_reference_ids(tokenizer, pairs) -> list[dict]:
+    """Token ids from TRL 1.x's own ``DPOTrainer._prepare_dataset`` (the reference), no truncation.
+
+    ``_prepare_dataset`` only needs ``self._tokenizer``, so no model is built.
+    """
+    import types
+
+    from datasets import Dataset
+    from trl import DPOConfig
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    dataset = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
+    args = DPOConfig(output_dir="/tmp/poet-trl-reference", max_length=None, bf16=False, use_cpu=True,
+                     report_to=[], dataset_num_proc=None)
+    prepared = DPOTrainer._prepare_dataset(types.SimpleNamespace(_tokenizer=tokenizer), dataset, tokenizer, args, "ref")
+    return [{k: row[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for row in prepared]
+
+
+def read_pairs(path: Path, fmt: str | None = None, limit: int | None = None):
+    """Normalised pairs of a bundled file (invalid rows skipped)."""
+    import itertools
+
+    from transforms.formats import normalize
+    from transforms.readers import iter_rows
+    from transforms.reasons import RowRejected
+
+    pairs = []
+    with open(path, "rb") as stream:
+        for source in iter_rows(str(path), stream):
+            try:
+                pairs.append(normalize(source.record, fmt))
+            except RowRejected:
+                continue
+    return list(itertools.islice(pairs, limit))
