@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # apache-beam without its [gcp] extra warns about BigQuery clients on import; nothing here uses them
+    logging.getLogger().addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
     for noisy in ("apache_beam", "transformers", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = config_from_args(args)
