@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from transforms.stats_table import render
     from transforms.errors import UserError
 
-    folder = fetch_prepared(args.dataset, revision=args.revision)
+    folder = fetch_prepared(args.dataset, revision=args.revision, only=(STATS_FILE,))  # never the shards
     path = folder / STATS_FILE
     if not path.is_file():
         raise UserError(f"{args.dataset} has no {STATS_FILE}; is it a folder written by 'poet prepare'?")

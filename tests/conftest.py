@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import hub_server  # tests/hub_server.py: a local Hugging Face Hub-compatible server
 
-import pytest
+hub_server.configure_client_env()  # HF_ENDPOINT, fresh HF_HOME, HF_HUB_DISABLE_XET=1: read at import time
+from hub_server import hub, running_hub  # noqa: E402, F401 - fixtures for every test module
+
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -1,0 +1,90 @@
+"""Download side of publishing: turn a local folder, an fsspec URL (``gs://...``) or a Hub
+dataset repo id into a local prepared folder, so ``poet stats`` and the trainer accept any.
+
+Only what a prepared folder shares is fetched (card, ``stats.json``, plots, shards; never
+``dead_letter/``), and callers that need less say so with ``only``: ``poet stats`` needs
+``stats.json`` alone, not gigabytes of shards. Hub downloads go through
+``huggingface_hub``'s cache (a second call for the same commit downloads nothing) and
+honour ``HF_ENDPOINT`` and the token (``HF_TOKEN`` or the login). ``huggingface_hub`` is
+imported only when a download happens, to keep CLI start-up fast.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fnmatch
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from transforms.errors import UserError
+
+PREPARED_FILES = ("README.md", "stats.json", "plots/*", "data/*.parquet")
+"""What a prepared folder shares (fnmatch patterns relative to the folder)."""
+
+_REPO_ID = re.compile(r"(?:hf://datasets/)?(?P<repo_id>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/]+))?")
+
+
+def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: Sequence[str] = PREPARED_FILES) -> Path:
+    """A local folder for ``path_or_repo_id``: the folder itself if it is local; a
+    temporary copy (kept until the process exits) for another fsspec URL; else a snapshot
+    of the Hub dataset repo (``user/name``, ``user/name@rev``, ``hf://datasets/user/name``)
+    at ``revision`` (default: its main branch). Only files matching ``only`` are fetched."""
+    if Path(path_or_repo_id).expanduser().is_dir():
+        return Path(path_or_repo_id).expanduser()
+    if "://" in path_or_repo_id and not path_or_repo_id.startswith("hf://"):
+        return _copy_to_temporary(path_or_repo_id, only)
+    match = _REPO_ID.fullmatch(path_or_repo_id)
+    if match is None:
+        raise UserError(f"{path_or_repo_id} is neither a local folder nor a Hub dataset id like user/name")
+    return _download(match["repo_id"], revision or match["revision"], only)
+
+
+def prepared_paths(fs: fsspec.AbstractFileSystem, root: str, only: Sequence[str] = PREPARED_FILES) -> list[str]:
+    """The files under ``root`` matching ``only``, relative to it, sorted."""
+    prefix = root.rstrip("/") + "/"
+    relative = (path[len(prefix):] for path in fs.find(root) if path.startswith(prefix))
+    return sorted(p for p in relative if any(fnmatch.fnmatch(p, pattern) for pattern in only))
+
+
+def copy_prepared(url: str, target: Path, only: Sequence[str] = PREPARED_FILES) -> None:
+    """Copy the files of the prepared folder at ``url`` matching ``only`` into ``target``."""
+    fs, root = fsspec.core.url_to_fs(url)
+    if not fs.isdir(root):
+        raise UserError(f"{url} is not a folder: pass the --output folder of `poet prepare`")
+    for rel in prepared_paths(fs, root, only):
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(f"{root.rstrip('/')}/{rel}", str(target / rel))
+
+
+def _copy_to_temporary(url: str, only: Sequence[str]) -> Path:
+    fs, root = fsspec.core.url_to_fs(url)
+    if isinstance(fs, LocalFileSystem):  # file:// URLs
+        return Path(root)
+    target = Path(tempfile.mkdtemp(prefix="poet-prepared-"))
+    atexit.register(shutil.rmtree, target, True)
+    copy_prepared(url, target, only)
+    return target
+
+
+def _download(repo_id: str, revision: str | None, only: Sequence[str]) -> Path:
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RevisionNotFoundError
+
+    where = f"on {constants.ENDPOINT}"
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=list(only)))
+    except RevisionNotFoundError:
+        raise UserError(f"dataset {repo_id} {where} has no revision {revision!r}") from None
+    except HfHubHTTPError:  # the Hub answers "not found" for private repos the token cannot read
+        raise UserError(
+            f"{repo_id} is neither a local folder nor a dataset {where} you can read: check the name, and for a "
+            "private dataset log in with `huggingface-cli login` or set HF_TOKEN"
+        ) from None
+    except LocalEntryNotFoundError:
+        raise UserError(f"cannot reach {constants.ENDPOINT} to download {repo_id}, and it is not cached") from None
