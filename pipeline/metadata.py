@@ -1,4 +1,10 @@
-"""``WriteDatasetMetadata``: ``stats.json``, the plots and the dataset card, once all shards exist."""
+"""``WriteDatasetMetadata``: ``stats.json``, the plots and the dataset card, once all shards exist.
+
+A thin Beam wrapper: the statistics document, the plots and the card are built by
+``transforms.stats_file``, ``transforms.plots`` and ``transforms.card``; this DoFn
+only gathers its inputs (merged statistics, the shard manifest, the shards' file
+sizes) and writes the files through Beam's ``FileSystems`` (local, ``gs://``...).
+"""
 
 from __future__ import annotations
 
@@ -8,29 +14,61 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.stats import LengthStats
 from transforms.stats_file import STATS_FILE, build_stats_document, dumps
 
+CARD_FILE = "README.md"
+
 
 def write_bytes(path: str, data: bytes) -> None:
     with FileSystems.create(path) as handle:
         handle.write(data)
 
 
+def file_sizes(folder: str, names: list[str]) -> dict[str, int]:
+    """Size in bytes of each file ``folder/name`` (the Parquet shards, for the card's ``download_size``)."""
+    if not names:
+        return {}
+    results = FileSystems.match([f"{folder}/{name}" for name in names])
+    sizes = {}
+    for name, result in zip(names, results):
+        if len(result.metadata_list) != 1:
+            raise FileNotFoundError(f"shard {folder}/{name} was not written")
+        sizes[name] = result.metadata_list[0].size_in_bytes
+    return sizes
+
+
+def write_metadata(folder: str, document: dict, features, repo_id: str | None = None) -> None:
+    """Write the plots, ``README.md`` and, last, ``stats.json`` (whose presence marks a finished folder)."""
+    from transforms.card import render_card
+    from transforms.plots import render_plots
+
+    for path, png in render_plots(document).items():
+        write_bytes(f"{folder}/{path}", png)
+    write_bytes(f"{folder}/{CARD_FILE}", render_card(document, features, repo_id=repo_id).encode("utf-8"))
+    write_bytes(f"{folder}/{STATS_FILE}", dumps(document).encode("utf-8"))
+
+
 class _WriteMetadata(beam.DoFn):
-    def __init__(self, folder: str, splits: list[str], run: dict, features):
-        self.folder, self.splits, self.run, self.features = folder, splits, run, features
+    def __init__(self, folder: str, splits: list[str], run: dict, features, repo_id: str | None):
+        self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
 
     def process(self, _, stats: dict, shards: list):
         split_stats = {split: stats.get(split, LengthStats()) for split in self.splits}
-        document = build_stats_document(split_stats, shards, self.run)
-        write_bytes(f"{self.folder}/{STATS_FILE}", dumps(document).encode("utf-8"))
+        sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
+        document = build_stats_document(split_stats, shards, self.run, sizes)
+        repo_id = self.repo_id or self.run.get("options", {}).get("push_to_hub")
+        write_metadata(self.folder, document, self.features, repo_id)
         yield document
 
 
 class WriteDatasetMetadata(beam.PTransform):
-    """``(stats, shards)`` → files at the folder's root; outputs the stats document."""
+    """``(stats, shards)`` → files at the folder's root; outputs the stats document.
 
-    def __init__(self, folder: str, splits: list[str], run: dict, features):
+    ``repo_id`` (optional) names the dataset in the card's snippets: the Hub repo it
+    will be published to, or its final path; unset, the card shows a placeholder.
+    """
+
+    def __init__(self, folder: str, splits: list[str], run: dict, features, repo_id: str | None = None):
         super().__init__()
-        self.folder, self.splits, self.run, self.features = folder, splits, run, features
+        self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
 
     def expand(self, pcolls):
         stats, shards = pcolls
@@ -38,7 +76,7 @@ class WriteDatasetMetadata(beam.PTransform):
             stats.pipeline
             | "Once" >> beam.Create([None])
             | "Write" >> beam.ParDo(
-                _WriteMetadata(self.folder, self.splits, self.run, self.features),
+                _WriteMetadata(self.folder, self.splits, self.run, self.features, self.repo_id),
                 stats=beam.pvalue.AsSingleton(stats),
                 shards=beam.pvalue.AsList(shards),
             )

@@ -7,14 +7,15 @@ Schema (version 1)::
       "run": {...provenance: sources, tokenizer, options, versions, date...},
       "splits": {SPLIT: SPLIT_STATS},
       "overall": SPLIT_STATS,              # all splits merged
-      "shards": {SPLIT: [{"file", "num_rows", "num_bytes"}]}
+      "shards": {SPLIT: [{"file", "num_rows", "num_bytes", "file_size"}]}
     }
 
     SPLIT_STATS = {
       "pairs", "dead_lettered", "read",        # read == pairs + dead_lettered
       "lengths": {prompt|chosen|rejected|poet: {count, mean, std, min, p10, p50, p90, p99, max}},
       "histograms": {prompt|chosen|rejected|poet: [[length, count], ...]},
-      "chosen_longer" | "rejected_longer" | "equal_length" | "poet_cut": {"count", "pct"},
+      "chosen_rejected": {"edges": [0, 1, 2, ...], "counts": [[chosen_bin, rejected_bin, count], ...]},
+      "chosen_longer" | "rejected_longer" | "equal_length" | "poet_cut" | "poet_would_cut": {"count", "pct"},
       "chosen_lost_eos", "rejected_lost_eos",
       "completion_tokens" | "training_tokens": {"before_poet", "after_poet", "removed", "removed_pct"},
       "dead_letter_reasons": {reason: count}
@@ -22,26 +23,49 @@ Schema (version 1)::
 
 Lengths are in tokens. ``chosen``/``rejected`` are completion lengths before any
 truncation (EOS included), ``poet`` is ``min`` of the two after the max-length
-cap. "before_poet" token totals are after the max-length cap; training tokens
+cap. ``histograms`` are exact (length -> number of pairs, zero counts left out).
+``chosen_rejected`` is the joint histogram of the (chosen, rejected) lengths
+before any truncation on a fixed grid: ``edges`` are the bins' lower bounds (bin
+``i`` holds lengths ``edges[i] <= x < edges[i+1]``, the last one is open) and
+each count names its bins by their lower bounds.
+
+Shares: ``chosen_longer``/``rejected_longer``/``equal_length`` compare the
+lengths before any truncation; ``poet_cut`` counts the pairs whose written
+completions are shorter than after the max-length cap alone (0 for a
+``--no-poet`` run), ``poet_would_cut`` the pairs whose completions differ in
+length after the max-length cap (what POET cuts, or would cut at train time).
+A completion "lost its EOS" when truncation removed every EOS token it had.
+"before_poet" token totals are after the max-length cap; training tokens
 count the prompt once per sequence (twice per pair). ``std`` is the sample
 standard deviation and percentiles interpolate linearly (pandas' defaults);
-undefined values are ``null``.
+undefined values (statistics of no pairs, a % of nothing) are ``null``.
+
+Shards: ``num_bytes`` is the Arrow size of the shard's table (what ``datasets``
+reports as a split's ``num_bytes``), ``file_size`` the Parquet file's size in bytes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from transforms.stats import STATS_SCHEMA_VERSION, LengthStats, overall
 
 STATS_FILE = "stats.json"
 
 
-def build_stats_document(split_stats: dict[str, LengthStats], shards: list[tuple], run: dict) -> dict:
-    """``shards`` holds ``(split, file, num_rows, num_bytes)`` for every shard written."""
+def build_stats_document(
+    split_stats: dict[str, LengthStats],
+    shards: list[tuple],
+    run: dict,
+    file_sizes: dict[str, int] | None = None,
+) -> dict:
+    """``shards`` holds ``(split, file, num_rows, num_bytes)`` for every shard written;
+    ``file_sizes`` maps a shard's ``file`` to its size in bytes (``file_size`` is null without it)."""
     files = {split: [] for split in split_stats}
     for split, name, rows, nbytes in sorted(shards):
-        files[split].append({"file": name, "num_rows": rows, "num_bytes": nbytes})
+        size = (file_sizes or {}).get(name)
+        files[split].append({"file": name, "num_rows": rows, "num_bytes": nbytes, "file_size": size})
     return {
         "schema_version": STATS_SCHEMA_VERSION,
         "run": run,
@@ -51,5 +75,14 @@ def build_stats_document(split_stats: dict[str, LengthStats], shards: list[tuple
     }
 
 
+# a JSON array of numbers that json.dumps(indent=...) spread over several lines; raw newlines never
+# occur inside JSON strings, so this cannot match (and rewrite) the content of a string
+_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_NUMBER_ARRAY = re.compile(r"\[\n\s*(" + _NUMBER + r"(?:,\n\s*" + _NUMBER + r")*)\n\s*\]")
+
+
 def dumps(document: dict) -> str:
-    return json.dumps(document, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    """Indented JSON with short arrays of numbers (histogram entries) kept on one line; no NaN."""
+    text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False)
+    text = _NUMBER_ARRAY.sub(lambda m: "[" + ", ".join(re.split(r",\n\s*", m.group(1))) + "]", text)
+    return text + "\n"

@@ -13,25 +13,34 @@ def _fmt(value) -> str:
     return f"{value:,}"
 
 
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
 def _grid(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def render_split(name: str, stats: dict) -> str:
+def render_split(name: str, stats: dict, *, poet: bool = True) -> str:
     parts = [f"== {name}: {stats['read']:,} read, {stats['pairs']:,} kept, {stats['dead_lettered']:,} dead-lettered"]
     columns = ["count", "mean", "std", "min", *[f"p{p}" for p in PERCENTILES], "max"]
     parts.append(_grid(["tokens", *columns],
                        [[q, *[_fmt(stats["lengths"][q][c]) for c in columns]] for q in QUANTITIES]))
     tokens = stats["completion_tokens"]
+    if poet:
+        parts.append(
+            f"completion tokens: {tokens['before_poet']:,} before POET, {tokens['after_poet']:,} after "
+            f"({tokens['removed']:,} removed, {_pct(tokens['removed_pct'])})"
+        )
+        cut = f"POET cut {_pct(stats['poet_cut']['pct'])} of pairs"
+    else:
+        parts.append(f"completion tokens: {tokens['after_poet']:,} (not truncated to equal length: --no-poet)")
+        cut = f"POET would cut {_pct(stats.get('poet_would_cut', {}).get('pct'))} of pairs"
     parts.append(
-        f"completion tokens: {tokens['before_poet']:,} before POET, {tokens['after_poet']:,} after "
-        f"({tokens['removed']:,} removed, {tokens['removed_pct']:.1f}%)"
-    )
-    parts.append(
-        f"chosen longer {stats['chosen_longer']['pct']:.1f}%, rejected longer {stats['rejected_longer']['pct']:.1f}%, "
-        f"equal {stats['equal_length']['pct']:.1f}%; POET cut {stats['poet_cut']['pct']:.1f}% of pairs; "
+        f"chosen longer {_pct(stats['chosen_longer']['pct'])}, rejected longer {_pct(stats['rejected_longer']['pct'])}, "
+        f"equal {_pct(stats['equal_length']['pct'])}; {cut}; "
         f"EOS lost: {stats['chosen_lost_eos']:,} chosen, {stats['rejected_lost_eos']:,} rejected"
     )
     if stats["dead_letter_reasons"]:
@@ -41,7 +50,8 @@ def render_split(name: str, stats: dict) -> str:
 
 
 def render(document: dict) -> str:
-    sections = [render_split(name, stats) for name, stats in document["splits"].items()]
+    poet = document.get("run", {}).get("options", {}).get("poet", True)
+    sections = [render_split(name, stats, poet=poet) for name, stats in document["splits"].items()]
     if len(document["splits"]) > 1:
-        sections.append(render_split("all splits", document["overall"]))
+        sections.append(render_split("all splits", document["overall"], poet=poet))
     return "\n\n".join(sections)

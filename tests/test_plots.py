@@ -1,0 +1,98 @@
+"""The card's plots: valid, readable PNGs drawn from stats.json alone, deterministic, and no crash on odd data."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from transforms.plots import chosen_vs_rejected_png, lengths_png, plot_paths, render_plots
+from transforms.stats import LengthStats, PairLengths
+from transforms.stats_file import build_stats_document
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def decode(png: bytes) -> np.ndarray:
+    from matplotlib.image import imread
+
+    assert png.startswith(PNG)
+    return imread(io.BytesIO(png), format="png")
+
+
+def colours(image: np.ndarray) -> int:
+    rgb = (image[..., :3] * 255).astype(np.uint32)
+    return len(np.unique(rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]))
+
+
+def document_of(pairs: list[PairLengths], *, max_length: int | None = 512, poet: bool = True, dead: int = 0) -> dict:
+    stats = LengthStats()
+    for pair in pairs:
+        stats.add(pair)
+    for _ in range(dead):
+        stats.add_dead_letter("identical_responses")
+    return build_stats_document({"train": stats}, [], {"options": {"max_length": max_length, "poet": poet}})
+
+
+def pair(chosen: int, rejected: int, prompt: int = 20, room: int = 10**9) -> PairLengths:
+    c, r = min(chosen, room), min(rejected, room)
+    return PairLengths(prompt, chosen, rejected, c, r, min(c, r), min(c, r), min(c, r), False, False)
+
+
+def test_plots_of_the_sample_are_the_files_written_and_come_from_stats_json(prepared_sample):
+    document = json.loads((prepared_sample / "stats.json").read_text())
+    plots = render_plots(document)
+    assert set(plots) == set(plot_paths("train").values())
+    assert sorted(p.relative_to(prepared_sample).as_posix() for p in (prepared_sample / "plots").iterdir()) == \
+        sorted(plots)
+    for path, png in plots.items():
+        assert (prepared_sample / path).read_bytes() == png  # same bytes: deterministic, from stats.json only
+        image = decode(png)
+        assert image.shape[1] >= 700 and image.shape[0] >= 550  # readable at 100% zoom
+        assert len(png) > 20_000 and colours(image) > 50  # a real chart, not an empty canvas
+        assert b"matplotlib" not in png.lower() and b"Software" not in png  # no version stamp in the bytes
+
+
+def test_no_poet_plots(prepared_sample_no_poet):
+    document = json.loads((prepared_sample_no_poet / "stats.json").read_text())
+    for path, png in render_plots(document).items():
+        assert (prepared_sample_no_poet / path).read_bytes() == png and decode(png).shape[1] >= 700
+
+
+def test_zero_pairs_gives_a_no_pairs_png():
+    document = document_of([], dead=3)
+    empty = render_plots(document)
+    assert set(empty) == set(plot_paths("train").values())
+    full = render_plots(document_of([pair(10, 20), pair(30, 5)]))
+    for path, png in empty.items():
+        image = decode(png)
+        assert image.shape[1] >= 700 and len(png) > 5_000
+        assert 2 <= colours(image) < colours(decode(full[path]))  # text on white, not a chart
+    stats = document["splits"]["train"]
+    assert stats["lengths"]["chosen"]["mean"] is None and stats["chosen_rejected"]["counts"] == []
+    for png in (lengths_png("x", stats, max_length=None, poet=False), chosen_vs_rejected_png("x", stats, max_length=None)):
+        assert decode(png).shape[1] >= 700
+
+
+@pytest.mark.parametrize("pairs, max_length", [
+    ([pair(1, 1)], 512),  # one pair, equal lengths: std undefined
+    ([pair(5, 9)] * 50, None),  # no max length, one cell
+    ([pair(3, 100_000), pair(40, 50), pair(45, 60)] * 10, 2048),  # a huge tail, folded into the last bin
+    ([pair(2**25, 7), pair(9, 2**25 + 5)], 4096),  # beyond the joint grid's last edge (open bin)
+    ([pair(c, r, room=100) for c in range(1, 300, 7) for r in range(1, 300, 11)], 128),  # many capped
+])
+def test_odd_distributions_do_not_crash(pairs, max_length):
+    document = document_of(pairs, max_length=max_length)
+    stats = document["splits"]["train"]
+    for png in (lengths_png("train", stats, max_length=max_length),
+                chosen_vs_rejected_png("train", stats, max_length=max_length),
+                lengths_png("train", stats, max_length=max_length, poet=False)):
+        image = decode(png)
+        assert image.shape[1] >= 700 and colours(image) > 10
+
+
+def test_same_statistics_same_bytes():
+    document = document_of([pair(c, r) for c in range(1, 80, 3) for r in range(2, 90, 5)])
+    assert render_plots(document) == render_plots(json.loads(json.dumps(document)))

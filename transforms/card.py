@@ -1,0 +1,392 @@
+"""The dataset card (``README.md``) of a prepared folder, rendered from its stats.json document.
+
+Pure and Beam-free: :func:`render_card` takes the stats.json document and the
+``datasets.Features`` of the shards and returns the card's text. The YAML header
+is the dict ``datasets``' ``push_to_hub`` would write (``dataset_info`` with the
+exact features and split sizes, ``configs`` with the data files per split) plus
+the Hub's descriptive fields, dumped with ``yaml.safe_dump``: no user string is
+ever pasted into YAML. The body comes from ``dataset_cards/README.md.j2``; every
+string that comes from the data or from the user's options goes through one of
+the Markdown escapers below (:func:`md_text`, :func:`md_cell`, :func:`fenced`).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import re
+import shlex
+
+import yaml
+
+from transforms.plots import plot_paths
+from transforms.stats import PERCENTILES, QUANTITIES
+
+TEMPLATE = "README.md.j2"
+PAPER_URL = "https://arxiv.org/abs/2506.09457"
+TAGS = ["dpo", "preference", "poet"]
+TASK_CATEGORIES = ["text-generation"]
+TOKEN_ID_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
+
+_LINE_BREAKS = re.compile(r"\r\n|[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+_PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+_HUB_DATASET = re.compile(r"hf://datasets/(?P<repo>[\w.-]+/[\w.-]+?)(?:@[^/]+)?/")
+_HUB_ID = re.compile(r"[\w][\w.-]*/[\w.-]*[\w]")
+_SIZE_CATEGORIES = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
+                    (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
+                    (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
+
+
+# --- Markdown escaping ----------------------------------------------------------------------------------------
+
+
+def one_line(value) -> str:
+    """``str(value)`` with every kind of line break turned into a space."""
+    return _LINE_BREAKS.sub(" ", str(value))
+
+
+def md_text(value) -> str:
+    """Plain text for a Markdown paragraph, heading or table cell: one line, every ASCII punctuation
+    character backslash-escaped (CommonMark renders each as itself; no emphasis, link, HTML or pipe)."""
+    return _PUNCTUATION.sub(r"\\\1", one_line(value))
+
+
+def md_code(value, *, cell: bool = True) -> str:
+    """Inline code: one line, a backtick fence longer than any backtick run inside; in a table cell
+    (GFM) ``|`` is escaped as ``\\|``, which GFM removes again before rendering the code span."""
+    text = one_line(value)
+    if not text.strip():
+        return "*(empty)*"
+    if cell:
+        text = text.replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")):
+        text = f" {text} "
+    return f"{fence}{text}{fence}"
+
+
+def fenced(content: str, language: str = "") -> str:
+    """A fenced code block around ``content`` whose fence no line of it can close."""
+    longest = max((len(run) for run in re.findall(r"`{3,}", content)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{content.rstrip(chr(10))}\n{fence}"
+
+
+def _number(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.1f}%"
+
+
+# --- YAML header ----------------------------------------------------------------------------------------------
+
+
+def size_category(pairs: int) -> str:
+    for bound, name in _SIZE_CATEGORIES:
+        if pairs < bound:
+            return name
+    return "n>1T"
+
+
+def source_datasets(run: dict) -> list[str]:
+    """The run's sources, once each and in order: a Hub dataset id for ``hf://datasets/...`` files, else the path."""
+    out = []
+    for source in run.get("sources", []):
+        file = str(source.get("file", ""))
+        match = _HUB_DATASET.match(file)
+        name = match["repo"] if match else file
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def split_sizes(document: dict) -> dict[str, dict]:
+    """Per split: ``num_examples`` (rows in its shards), ``num_bytes`` (Arrow) and ``file_size`` (None if unknown)."""
+    sizes = {}
+    for split in document["splits"]:
+        shards = document.get("shards", {}).get(split, [])
+        file_sizes = [shard.get("file_size") for shard in shards]
+        sizes[split] = {
+            "num_examples": sum(shard["num_rows"] for shard in shards),
+            "num_bytes": sum(shard["num_bytes"] for shard in shards),
+            "file_size": None if None in file_sizes else sum(file_sizes),
+        }
+    return sizes
+
+
+def loadable_splits(document: dict) -> list[str]:
+    """The splits the card declares: those with rows. ``datasets`` (5.x) cannot load a split of 0 rows, and one
+    such split in the card's ``configs`` makes ``load_dataset`` fail for every split, so empty splits are left
+    out of the YAML header (the body still shows their statistics). If every split is empty, all are listed."""
+    sizes = split_sizes(document)
+    return [split for split, size in sizes.items() if size["num_examples"] > 0] or list(sizes)
+
+
+def card_metadata(document: dict, features) -> dict:
+    """The YAML header as a dict: the Hub's descriptive fields, then exactly what ``push_to_hub`` writes."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+
+    run = document.get("run", {})
+    options = run.get("options", {})
+    sizes = {split: size for split, size in split_sizes(document).items() if split in loadable_splits(document)}
+    metadata: dict = {}
+    if options.get("license") is not None:
+        metadata["license"] = options["license"]
+    metadata["task_categories"] = list(TASK_CATEGORIES)
+    metadata["tags"] = list(TAGS)
+    metadata["size_categories"] = [size_category(sum(s["num_examples"] for s in sizes.values()))]
+    sources = source_datasets(run)
+    if sources:
+        metadata["source_datasets"] = sources
+
+    info = DatasetInfo(config_name="default", features=features, splits=SplitDict(), download_size=0, dataset_size=0)
+    for split, size in sizes.items():
+        info.splits.add(SplitInfo(name=split, num_bytes=size["num_bytes"], num_examples=size["num_examples"]))
+        info.dataset_size += size["num_bytes"]
+        info.download_size = None if info.download_size is None or size["file_size"] is None \
+            else info.download_size + size["file_size"]
+    DatasetInfosDict({"default": info}).to_dataset_card_data(metadata)
+    if metadata["dataset_info"].get("download_size") is None:
+        metadata["dataset_info"].pop("download_size", None)
+    MetadataConfigs(
+        {"default": {"data_files": [{"split": split, "path": f"data/{split}-*"} for split in sizes]}}
+    ).to_dataset_card_data(metadata)
+    return metadata
+
+
+def yaml_header(metadata: dict) -> str:
+    """``yaml.safe_dump`` of the metadata, checked to read back identically and to hold no front-matter fence.
+
+    Non-ASCII text is written as is when that round-trips; PyYAML writes a few Unicode line breaks (NEL,
+    U+2028...) raw in quoted scalars, where they fold into spaces on reading, so then everything non-ASCII
+    is escaped instead (``"\\N"``, ``"\\u2028"``), which always reads back exactly."""
+    for allow_unicode in (True, False):
+        text = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=allow_unicode, width=1_000_000,
+                              default_flow_style=False)
+        if yaml.safe_load(text) == metadata and not re.search(r"(?m)^(---|\.\.\.)", text) and "\r" not in text:
+            return text
+    raise ValueError("the card's metadata does not survive a YAML round trip")  # never seen: safe_dump escapes
+
+
+# --- body -----------------------------------------------------------------------------------------------------
+
+
+def _length_rows(stats: dict) -> list[list[str]]:
+    columns = ["count", "mean", "std", "min", *[f"p{p}" for p in PERCENTILES], "max"]
+    names = {"prompt": "prompt", "chosen": "chosen (before POET)", "rejected": "rejected (before POET)",
+             "poet": "POET length (after)"}
+    return [[names[q], *[_number(stats["lengths"][q][c]) for c in columns]] for q in QUANTITIES]
+
+
+def _summary_rows(columns: dict[str, dict], poet: bool) -> list[list[str]]:
+    def row(label, get):
+        return [label, *[get(stats) for stats in columns.values()]]
+
+    def share(key):
+        return lambda s: f"{_pct(s[key]['pct'])} ({s[key]['count']:,})" if key in s else "–"
+
+    rows = [
+        row("rows read", lambda s: _number(s["read"])),
+        row("pairs kept", lambda s: _number(s["pairs"])),
+        row("rows dead-lettered", lambda s: _number(s["dead_lettered"])),
+        row("chosen longer than rejected", share("chosen_longer")),
+        row("rejected longer than chosen", share("rejected_longer")),
+        row("equal length", share("equal_length")),
+    ]
+    if poet:
+        rows += [
+            row("pairs cut by POET", share("poet_cut")),
+            row("completion tokens before POET", lambda s: _number(s["completion_tokens"]["before_poet"])),
+            row("completion tokens after POET", lambda s: _number(s["completion_tokens"]["after_poet"])),
+            row("completion tokens removed by POET",
+                lambda s: f"{_number(s['completion_tokens']['removed'])} ({_pct(s['completion_tokens']['removed_pct'])})"),
+            row("training tokens (prompt counted twice) before → after POET",
+                lambda s: f"{_number(s['training_tokens']['before_poet'])} → {_number(s['training_tokens']['after_poet'])}"),
+        ]
+    else:
+        rows += [
+            row("pairs POET would cut (at train time)", share("poet_would_cut")),
+            row("completion tokens", lambda s: _number(s["completion_tokens"]["after_poet"])),
+            row("completion tokens POET would remove", _would_remove),
+            row("training tokens (prompt counted twice)", lambda s: _number(s["training_tokens"]["after_poet"])),
+        ]
+    rows += [
+        row("chosen completions that lost their EOS", lambda s: _number(s["chosen_lost_eos"])),
+        row("rejected completions that lost their EOS", lambda s: _number(s["rejected_lost_eos"])),
+    ]
+    reasons = sorted({reason for stats in columns.values() for reason in stats["dead_letter_reasons"]})
+    for reason in reasons:
+        rows.append(row(f"dead letters: {md_code(reason)}", lambda s, r=reason: _number(s["dead_letter_reasons"].get(r, 0))))
+    return rows
+
+
+def _would_remove(stats: dict) -> str:
+    """Completion tokens POET would remove at train time: both completions cut to the POET length."""
+    before = stats["completion_tokens"]["before_poet"]
+    removed = before - 2 * sum(length * count for length, count in stats["histograms"]["poet"])
+    return f"{_number(removed)} ({_pct(round(100.0 * removed / before, 4) if before else None)})"
+
+
+def _table(header: list[str], rows: list[list[str]], align: str = "r") -> str:
+    """A GFM table; cells must already be escaped. First column left-aligned, the others ``align``."""
+    rule = [":---"] + ["---:" if align == "r" else ":---"] * (len(header) - 1)
+    lines = [header, rule, *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def _provenance(run: dict, sizes: dict) -> dict:
+    tokenizer = run.get("tokenizer", {})
+    options = run.get("options", {})
+    sources = _table(["split", "file"], [[md_text(s.get("split")), md_code(s.get("file"))] for s in run.get("sources", [])],
+                     align="l")
+    tok_rows = [
+        ["name", md_code(tokenizer.get("name"))],
+        ["sha256 of its files and chat template", md_code(tokenizer.get("sha256"))],
+        ["EOS token", md_code(tokenizer.get("eos_token"))],
+        ["vocabulary size", _number(tokenizer.get("vocab_size"))],
+        ["chat template", "yes" if tokenizer.get("chat_template") else "no"],
+    ]
+    option_rows = [[md_code(name), md_code(json.dumps(value, ensure_ascii=False))] for name, value in options.items()]
+    version_rows = [[md_code(name), md_code(version if version is not None else "not installed")]
+                    for name, version in run.get("versions", {}).items()]
+    shard_rows = [[md_text(split), _number(s["num_examples"]), _number(s["num_bytes"]), _number(s["file_size"])]
+                  for split, s in sizes.items()]
+    return {
+        "sources": sources,
+        "tokenizer": _table(["", ""], tok_rows, align="l"),
+        "options": _table(["option", "value"], option_rows, align="l") if option_rows else "*(none recorded)*",
+        "versions": _table(["package", "version"], version_rows, align="l") if version_rows else "*(none recorded)*",
+        "sizes": _table(["split", "rows", "Arrow bytes", "Parquet bytes"], shard_rows),
+        "created": md_code(run.get("created", "unknown"), cell=False),
+    }
+
+
+def _model_hint(tokenizer_name) -> str:
+    """The tokenizer's name when it looks like a Hub model id (``org/name``), else a placeholder."""
+    name = str(tokenizer_name or "")
+    return name if _HUB_ID.fullmatch(name) and not name.startswith(".") else "MODEL"
+
+
+def _environment():
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: importlib.resources.files("dataset_cards").joinpath(name).read_text(encoding="utf-8")
+        ),
+        autoescape=False,  # Markdown, not HTML: values are escaped by the filters below, explicitly
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(text=md_text, code=md_code, fenced=fenced, number=_number, pct=_pct)
+    return environment
+
+
+def render_card(document: dict, features, *, repo_id: str | None = None) -> str:
+    """The full ``README.md`` for a prepared folder: YAML header and Markdown body.
+
+    ``repo_id`` names the dataset in the title and in the loading/training snippets
+    (the Hub repo it is published to, or its path); without it they show a placeholder.
+    """
+    run = document.get("run", {})
+    options = run.get("options", {})
+    poet = options.get("poet", True)
+    sizes = split_sizes(document)
+    splits = list(document["splits"])
+    columns = dict(document["splits"])
+    if len(splits) > 1:
+        columns["all splits"] = document["overall"]
+    name = repo_id if repo_id else "PATH_OR_REPO_ID"
+    loadable = loadable_splits(document)
+    train_split = "train" if "train" in loadable else (loadable[0] if loadable else "train")
+    data_columns = list(features)
+    text_columns = [column for column in ("prompt", "chosen", "rejected") if column in features]
+    model = _model_hint(run.get("tokenizer", {}).get("name"))
+    train_command = ["poet", "train", "--data", name, "--model", model, "--loss", "simpo",
+                     "--output-dir", "runs/simpo"]
+    if train_split != "train":
+        train_command[4:4] = ["--split", train_split]
+    if not poet:
+        train_command.append("--poet")
+    context = {
+        "header": yaml_header(card_metadata(document, features)),
+        "title": md_text(repo_id) if repo_id else "POET preference pairs",
+        "named": repo_id is not None and repo_id != "",
+        "poet": poet,
+        "paper_url": PAPER_URL,
+        "conversational": run.get("conversational"),
+        "tokenizer_name": run.get("tokenizer", {}).get("name"),
+        "max_length": options.get("max_length"),
+        "max_prompt_length": options.get("max_prompt_length"),
+        "splits": splits,
+        "undeclared_splits": [split for split in splits if split not in loadable],
+        "sizes": sizes,
+        "total_pairs": sum(s["num_examples"] for s in sizes.values()),
+        "overall": document["overall"],
+        "summary_table": _table(["", *[md_text(c) for c in columns]], _summary_rows(columns, poet)),
+        "length_tables": {
+            split: _table(["tokens", "count", "mean", "std", "min", *[f"p{p}" for p in PERCENTILES], "max"],
+                          _length_rows(stats))
+            for split, stats in document["splits"].items()
+        },
+        "plots": {split: plot_paths(split) for split in splits},
+        "features": data_columns,
+        "text_columns": text_columns,
+        "train_split": train_split,
+        "load_snippet": f"from datasets import load_dataset\n\ndataset = load_dataset({json.dumps(name)})\n"
+                        f"row = dataset[{json.dumps(train_split)}][0]\n"
+                        "print(len(row[\"prompt_ids\"]), len(row[\"chosen_ids\"]), len(row[\"rejected_ids\"]))",
+        "train_command": shlex.join(train_command),
+        "model_is_placeholder": model == "MODEL",
+        "trl_snippet": _trl_snippet(name, train_split, model, poet),
+        "provenance": _provenance(run, sizes),
+        "schema_version": document.get("schema_version"),
+    }
+    return _environment().get_template(TEMPLATE).render(**context)
+
+
+def _trl_snippet(name: str, split: str, model: str, poet: bool) -> str:
+    model_literal = json.dumps(model)
+    apply_poet = "" if poet else '''
+
+
+def poet(row):  # these completions are untruncated: apply POET here (or skip this for the baseline)
+    length = min(len(row["chosen_ids"]), len(row["rejected_ids"]))
+    return {"chosen_ids": row["chosen_ids"][:length], "rejected_ids": row["rejected_ids"][:length]}
+
+
+train = train.map(poet)'''
+    return f'''from datasets import load_dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+
+
+class PretokenizedDPOTrainer(DPOTrainer):
+    """TRL re-tokenizes the text columns by default, which would undo the truncation:
+    train on the stored token ids as they are."""
+
+    def _prepare_dataset(self, dataset, *args, **kwargs):
+        return dataset
+
+
+train = load_dataset({json.dumps(name)}, split={json.dumps(split)}).select_columns({json.dumps(TOKEN_ID_COLUMNS)}){apply_poet}
+model = AutoModelForCausalLM.from_pretrained({model_literal})
+tokenizer = AutoTokenizer.from_pretrained({model_literal})
+trainer = PretokenizedDPOTrainer(
+    model=model,
+    args=DPOConfig(output_dir="runs/dpo", max_length=None),  # rows are already within the max length
+    train_dataset=train,
+    processing_class=tokenizer,
+)
+trainer.train()'''

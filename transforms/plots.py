@@ -1,0 +1,226 @@
+"""The card's plots, drawn from ``stats.json`` alone (no shard is read again), as PNG bytes.
+
+Per split:
+
+* ``plots/{split}_lengths.png``: completion lengths of chosen vs rejected before
+  POET (overlaid), and the POET length after it, with the max-length cut marked;
+* ``plots/{split}_chosen_vs_rejected.png``: the joint histogram of chosen vs
+  rejected length before POET with the diagonal (POET keeps the shorter one).
+
+Matplotlib's object API with the Agg canvas is used directly, never ``pyplot``, so
+nothing global changes and the functions are safe in any process (Beam workers,
+tests). PNGs carry no software version or date, so the same statistics give the
+same bytes with the same matplotlib.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+PLOT_DIR = "plots"
+DPI = 100
+_COLORS = {"chosen": "#1f77b4", "rejected": "#ff7f0e", "poet": "#2ca02c", "cut": "#d62728"}
+_MAX_BINS = 60
+
+
+def plot_paths(split: str) -> dict[str, str]:
+    """Relative paths (from the folder's root) of one split's plots."""
+    return {
+        "lengths": f"{PLOT_DIR}/{split}_lengths.png",
+        "chosen_vs_rejected": f"{PLOT_DIR}/{split}_chosen_vs_rejected.png",
+    }
+
+
+def render_plots(document: dict) -> dict[str, bytes]:
+    """Every plot of a stats.json document: relative path -> PNG bytes."""
+    options = document.get("run", {}).get("options", {})
+    max_length, poet = options.get("max_length"), options.get("poet", True)
+    plots = {}
+    for split, stats in document["splits"].items():
+        paths = plot_paths(split)
+        plots[paths["lengths"]] = lengths_png(split, stats, max_length=max_length, poet=poet)
+        plots[paths["chosen_vs_rejected"]] = chosen_vs_rejected_png(split, stats, max_length=max_length)
+    return plots
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _no_pairs(figure, split: str, stats: dict) -> bytes:
+    axes = figure.add_subplot()
+    axes.set_axis_off()
+    axes.text(0.5, 0.55, f"split '{split}': no pairs", ha="center", va="center", fontsize=18)
+    axes.text(0.5, 0.4, f"{stats.get('read', 0):,} rows read, {stats.get('dead_lettered', 0):,} dead-lettered",
+              ha="center", va="center", fontsize=12, color="0.35")
+    return _png(figure)
+
+
+def _expand(pairs: list) -> tuple[np.ndarray, np.ndarray]:
+    """``[[length, count], ...]`` -> (lengths, counts) arrays."""
+    if not pairs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    array = np.asarray(pairs, dtype=np.int64)
+    return array[:, 0], array[:, 1]
+
+
+def _bin_edges(histograms: dict, max_length: int | None) -> tuple[np.ndarray, int]:
+    """Integer-wide linear bins from 0 to a robust upper end (a long tail is folded into the last bin)."""
+    p99 = max(histograms[q]["p99"] for q in ("chosen", "rejected"))
+    longest = max(histograms[q]["max"] for q in ("chosen", "rejected"))
+    upper = longest if longest <= 4 * p99 else math.ceil(1.5 * p99)
+    if max_length is not None and max_length <= 2 * upper:
+        upper = max(upper, max_length)
+    width = max(1, math.ceil((upper + 1) / _MAX_BINS))
+    edges = np.arange(0, upper + width + 1, width)
+    return edges, int(edges[-1])
+
+
+def _histogram(pairs: list, edges: np.ndarray) -> tuple[np.ndarray, int]:
+    lengths, counts = _expand(pairs)
+    folded = int(counts[lengths >= edges[-1]].sum()) if len(lengths) else 0
+    clipped = np.minimum(lengths, edges[-1] - 1)
+    values, _ = np.histogram(clipped, bins=edges, weights=counts)
+    return values, folded
+
+
+def _mark_max_length(axes, max_length: int | None, right: int, label: bool) -> None:
+    if max_length is None or max_length > right:
+        return
+    axes.axvline(max_length, color=_COLORS["cut"], linestyle="--", linewidth=1.5,
+                 label=f"max length (prompt+completion) = {max_length:,}" if label else None)
+
+
+def lengths_png(split: str, stats: dict, *, max_length: int | None, poet: bool = True) -> bytes:
+    """Chosen vs rejected completion length before POET, and the POET length after it."""
+    figure = _figure(8.5, 6.5)
+    if not stats["pairs"]:
+        return _no_pairs(figure, split, stats)
+    lengths, histograms = stats["lengths"], stats["histograms"]
+    edges, right = _bin_edges(lengths, max_length)
+    before, after = figure.subplots(2, 1, sharex=True)
+    folded_any = 0
+    for quantity in ("chosen", "rejected"):
+        values, folded = _histogram(histograms[quantity], edges)
+        folded_any += folded
+        summary = lengths[quantity]
+        before.stairs(values, edges, fill=True, alpha=0.35, color=_COLORS[quantity])
+        before.stairs(values, edges, color=_COLORS[quantity], linewidth=1.5,
+                      label=f"{quantity} (median {summary['p50']:,.0f}, mean {summary['mean']:,.1f} tokens)")
+    _mark_max_length(before, max_length, right, label=True)
+    n = stats["pairs"]
+    before.set_title(f"split '{split}': completion length before POET ({n:,} pairs)")
+    values, _ = _histogram(histograms["poet"], edges)
+    summary = lengths["poet"]
+    after.stairs(values, edges, fill=True, alpha=0.35, color=_COLORS["poet"])
+    after.stairs(values, edges, color=_COLORS["poet"], linewidth=1.5,
+                 label=f"POET length = min(chosen, rejected) (median {summary['p50']:,.0f}, "
+                       f"mean {summary['mean']:,.1f} tokens)")
+    _mark_max_length(after, max_length, right, label=True)
+    removed = stats["completion_tokens"]
+    if poet:
+        after.set_title(f"after POET: both completions cut to this length "
+                        f"({_pct(removed['removed_pct'])} of completion tokens removed)")
+    else:
+        after.set_title("POET length (not applied: --no-poet; apply it at train time)")
+    for axes in (before, after):
+        axes.set_ylabel("pairs")
+        axes.set_xlim(0, right)
+        axes.grid(axis="y", alpha=0.3)
+        axes.legend(loc="upper right", fontsize=9)
+    after.set_xlabel("completion length (tokens, EOS included)")
+    if folded_any:
+        after.annotate(f"the last bin also counts {folded_any:,} completions longer than {right:,} tokens",
+                       xy=(1, 0), xycoords="axes fraction", xytext=(0, -32), textcoords="offset points",
+                       ha="right", va="top", fontsize=8, color="0.35")
+    return _png(figure)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _display_factor(used_bins: int, pairs: int) -> int:
+    """How many fine grid bins to merge per displayed bin: about sqrt(pairs / 2) bins per axis at most."""
+    wanted = max(12.0, math.sqrt(pairs / 2))
+    factor = 1
+    while used_bins / factor > wanted and factor < 16:
+        factor *= 2
+    return factor
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    ticks = [m * 10**e for e in range(0, 9) for m in (1, 2, 5)]
+    return [t for t in ticks if low <= t <= high]
+
+
+def chosen_vs_rejected_png(split: str, stats: dict, *, max_length: int | None) -> bytes:
+    """2-D histogram of (chosen, rejected) completion lengths before POET, log-log, with the diagonal."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    figure = _figure(7.5, 7.2)
+    joint = stats.get("chosen_rejected") or {}
+    cells = [cell for cell in joint.get("counts", []) if cell[0] > 0 and cell[1] > 0]  # length 0: not on a log axis
+    if not stats["pairs"] or not cells:
+        return _no_pairs(figure, split, stats)
+    edges = list(joint["edges"])
+    edges.append(edges[-1] * 2)  # close the open last bin
+    index = {edge: i for i, edge in enumerate(edges)}
+    used = sorted({index[c[0]] for c in cells} | {index[c[1]] for c in cells})
+    low, high = used[0], used[-1] + 1
+    factor = _display_factor(high - low, stats["pairs"])
+    high = low + math.ceil((high - low) / factor) * factor
+    while high >= len(edges):  # past the grid's end: extend it geometrically
+        edges.append(edges[-1] * 2)
+    grid = np.array(edges[low : high + 1 : factor], dtype=float)
+    size = len(grid) - 1
+    counts = np.zeros((size, size))
+    for chosen_bin, rejected_bin, count in cells:
+        counts[(index[rejected_bin] - low) // factor, (index[chosen_bin] - low) // factor] += count
+    counts[counts == 0] = np.nan
+    axes = figure.add_subplot()
+    top = max(2.0, float(np.nanmax(counts)))
+    mesh = axes.pcolormesh(grid, grid, counts, cmap="viridis", norm=LogNorm(vmin=1, vmax=top))
+    colorbar = figure.colorbar(mesh, ax=axes, label="pairs per cell", shrink=0.8)
+    colorbar.set_ticks(_log_ticks(1, top))
+    colorbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    colorbar.ax.yaxis.set_minor_formatter(NullFormatter())
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.plot([grid[0], grid[-1]], [grid[0], grid[-1]], color="black", linewidth=1,
+              label="chosen = rejected: POET cuts both to the shorter one")
+    if max_length is not None and grid[0] < max_length < grid[-1]:
+        axes.axvline(max_length, color=_COLORS["cut"], linestyle="--", linewidth=1.2,
+                     label=f"max length (prompt+completion) = {max_length:,} tokens")
+        axes.axhline(max_length, color=_COLORS["cut"], linestyle="--", linewidth=1.2)
+    axes.set_xlim(grid[0], grid[-1])
+    axes.set_ylim(grid[0], grid[-1])
+    axes.set_aspect("equal")
+    ticks = _log_ticks(grid[0], grid[-1])
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+        axis.set_minor_formatter(NullFormatter())
+    axes.grid(which="major", alpha=0.2)
+    axes.set_xlabel("chosen completion length before POET (tokens, log scale)")
+    axes.set_ylabel("rejected completion length before POET (tokens, log scale)")
+    axes.set_title(f"split '{split}': chosen vs rejected length ({stats['pairs']:,} pairs)")
+    box = {"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.6"}
+    axes.text(0.03, 0.97, f"rejected longer: {_pct(stats['rejected_longer']['pct'])} of pairs",
+              transform=axes.transAxes, ha="left", va="top", fontsize=10, bbox=box, zorder=5)
+    axes.text(0.97, 0.03, f"chosen longer: {_pct(stats['chosen_longer']['pct'])} of pairs",
+              transform=axes.transAxes, ha="right", va="bottom", fontsize=10, bbox=box, zorder=5)
+    figure.legend(loc="outside lower center", fontsize=9, ncols=1, frameon=False)
+    return _png(figure)
