@@ -1,0 +1,383 @@
+"""The reference trainer (`poet train`): batching, completion log-probs, POET on the fly, learning, resuming,
+reference log-probs, several processes, and the one-line errors for bad input.
+
+A tiny randomly initialised Llama (64 hidden, 2 layers) with the bundled MiniMind tokenizer keeps every run
+to a few seconds on a 2-core CPU; ``--dtype float64`` is used where results are compared to 1e-6 or better.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from trainer.data import BatchPlan, Pairs, Ragged, collate
+from trainer.logps import completion_logps
+
+REPO = Path(__file__).resolve().parent.parent
+MINIMIND = REPO / "tests" / "assets" / "tokenizers" / "minimind-chatml"
+CONTEXT = 256
+TRL_METRICS = (
+    "loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
+    "logps/rejected", "learning_rate", "tokens_per_second",
+)  # fmt: skip
+
+
+# -- fixtures -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A folder with a seeded random tiny Llama and the MiniMind tokenizer, loadable by ``from_pretrained``."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(MINIMIND)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=CONTEXT, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def random_pairs(n: int, seed: int, poet: bool, prompt_len=(4, 20), completion_len=(2, 30), vocab=6400) -> pa.Table:
+    """Pairs with the columns `poet prepare` writes; with ``poet`` the completions are cut to the shorter one."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        prompt = rng.integers(3, vocab, rng.integers(*prompt_len))
+        chosen, rejected = (rng.integers(3, vocab, rng.integers(*completion_len)) for _ in range(2))
+        shared = min(len(chosen), len(rejected))
+        rows.append({
+            "id": f"pair-{i}", "prompt_ids": prompt,
+            "chosen_ids": chosen[:shared] if poet else chosen, "rejected_ids": rejected[:shared] if poet else rejected,
+            "prompt_length": len(prompt), "chosen_length_orig": len(chosen), "rejected_length_orig": len(rejected),
+            "poet_length": shared,
+        })  # fmt: skip
+    ids = pa.list_(pa.int32())
+    schema = pa.schema([("id", pa.string()), ("prompt_ids", ids), ("chosen_ids", ids), ("rejected_ids", ids),
+                        *((name, pa.int32()) for name in ("prompt_length", "chosen_length_orig",
+                                                          "rejected_length_orig", "poet_length"))])  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def write_shards(path: Path, **splits: pa.Table) -> Path:
+    (path / "data").mkdir(parents=True)
+    for split, table in splits.items():
+        pq.write_table(table, path / "data" / f"{split}-00000-of-00001.parquet")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory) -> dict[str, Path]:
+    """The same random pairs as POET shards and as untruncated (``--no-poet``) shards, train and test splits."""
+    root = tmp_path_factory.mktemp("shards")
+    return {
+        kind: write_shards(root / kind, train=random_pairs(64, 0, poet), test=random_pairs(16, 1, poet))
+        for kind, poet in (("poet", True), ("no-poet", False))
+    }
+
+
+def poet_train(*args, capsys=None) -> tuple[int, str]:
+    """Run ``poet train`` in-process; returns the exit code and what it printed to stderr."""
+    from pipeline.cli import main
+
+    code = main(["train", *map(str, args)])
+    return code, capsys.readouterr().err if capsys else ""
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "tokens_per_second"} for r in records]
+
+
+def assert_same_metrics(a: list[dict], b: list[dict], tol: float, skip=("tokens_per_second",)) -> None:
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for key in x.keys() - set(skip):
+            assert math.isclose(x[key], y[key], rel_tol=tol, abs_tol=tol), (x["step"], key, x[key], y[key])
+
+
+# -- batching and log-probs -------------------------------------------------------------------------------------
+def pairs_of(table: pa.Table) -> Pairs:
+    columns = [Ragged.from_arrow(table.column(c)) for c in ("prompt_ids", "chosen_ids", "rejected_ids")]
+    return Pairs(table.column("id").to_pylist(), *columns)
+
+
+def test_collate_puts_chosen_rows_first_right_padded_with_completion_masks():
+    table = pa.table({
+        "id": ["a", "b"], "prompt_ids": [[5, 6], [7]], "chosen_ids": [[8, 9, 10], [11]],
+        "rejected_ids": [[12], [13, 14]],
+    })  # fmt: skip
+    pairs = pairs_of(table)
+    batch = collate(pairs, np.array([0, 1]), poet=False, pad_id=0)
+    assert batch.input_ids.tolist() == [[5, 6, 8, 9, 10], [7, 11, 0, 0, 0], [5, 6, 12, 0, 0], [7, 13, 14, 0, 0]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 0, 0]]
+    assert batch.completion_mask.int().tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 1, 0, 0]]
+    poet = collate(pairs, np.array([0, 1]), poet=True, pad_id=0)  # shared first min(len_c, len_r) tokens
+    assert poet.completion_mask.int().tolist() == [[0, 0, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 0, 0, 0]]
+    assert torch.equal(poet.input_ids, batch.input_ids)
+
+
+@pytest.fixture(scope="module")
+def model64(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float64).eval()
+
+
+def test_completion_logps_equal_unpadded_per_sequence_log_softmax(model64):
+    pairs = pairs_of(random_pairs(6, 2, poet=False))
+    batch = collate(pairs, np.arange(6), poet=False, pad_id=0)
+    with torch.no_grad():
+        sums, counts = completion_logps(model64, batch)
+        for row, completions in enumerate([pairs.chosen] * 6 + [pairs.rejected] * 6):
+            prompt, completion = pairs.prompt[row % 6], completions[row % 6]
+            ids = torch.from_numpy(np.concatenate([prompt, completion]))[None]
+            logprobs = model64(input_ids=ids).logits[0, :-1].log_softmax(-1)
+            targets = ids[0, 1:]
+            expected = logprobs[torch.arange(len(targets)), targets][len(prompt) - 1 :].sum()
+            assert counts[row] == len(completion)
+            torch.testing.assert_close(sums[row], expected, rtol=1e-10, atol=1e-10)
+
+
+def test_poet_mask_on_untruncated_pairs_equals_truncated_pairs(model64):
+    full, cut = pairs_of(random_pairs(8, 3, poet=False)), pairs_of(random_pairs(8, 3, poet=True))
+    with torch.no_grad():
+        on_the_fly = completion_logps(model64, collate(full, np.arange(8), poet=True, pad_id=0))
+        truncated = completion_logps(model64, collate(cut, np.arange(8), poet=False, pad_id=0))
+        untruncated = completion_logps(model64, collate(full, np.arange(8), poet=False, pad_id=0))
+    torch.testing.assert_close(on_the_fly[0], truncated[0], rtol=1e-12, atol=1e-12)
+    assert torch.equal(on_the_fly[1], truncated[1])
+    assert not torch.allclose(untruncated[0], truncated[0])
+
+
+def padding_waste(lengths: np.ndarray, plan: np.ndarray) -> float:
+    micro = lengths[plan]
+    return 1 - micro.sum() / (micro.max(-1, keepdims=True) * np.ones_like(micro)).sum()
+
+
+def test_batch_plan_covers_each_pair_once_per_epoch_and_group_by_length_cuts_padding():
+    lengths = np.random.default_rng(0).integers(10, 500, 1000)
+    plans = {g: BatchPlan(lengths, 4, 2, 3, seed=1, group_by_length=g) for g in (False, True)}
+    for plan in plans.values():
+        assert plan.global_batch == 24 and plan.steps_per_epoch == 1000 // 24
+        epochs = [plan.epoch(e) for e in range(2)]
+        for epoch in epochs:
+            assert epoch.shape == (41, 2, 3, 4)  # steps, accumulation, ranks, pairs per micro-batch
+            assert len(np.unique(epoch)) == epoch.size  # no pair twice, 1000 % 24 pairs left out
+        assert not np.array_equal(*epochs)  # reshuffled every epoch
+        assert np.array_equal(plan.epoch(1), epochs[1])  # ... deterministically (resume relies on it)
+    assert padding_waste(lengths, plans[True].epoch(0)) < padding_waste(lengths, plans[False].epoch(0)) / 5
+
+
+# -- training runs --------------------------------------------------------------------------------------------------
+def run_args(data: Path, model: Path, out: Path, *extra) -> list:
+    return ["--data", data, "--model", model, "--output-dir", out, "--batch-size", 4, "--learning-rate", 1e-3,
+            "--logging-steps", 1, *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize("loss", ["dpo", "simpo", "alphapo"])
+def test_poet_on_the_fly_equals_training_on_poet_shards(shards, tiny_model, tmp_path, loss):
+    common = ["--loss", loss, "--dtype", "float64", "--max-steps", 4, "--eval-split", "test", "--max-samples", 16]
+    runs = {
+        "shards": run_args(shards["poet"], tiny_model, tmp_path / "a", *common),
+        "on the fly": run_args(shards["no-poet"], tiny_model, tmp_path / "b", *common, "--poet"),
+        "untruncated": run_args(shards["no-poet"], tiny_model, tmp_path / "c", *common),
+    }
+    for args in runs.values():
+        assert poet_train(*args)[0] == 0
+    poet_shards, on_the_fly = metrics(tmp_path / "a"), metrics(tmp_path / "b")
+    # Padding differs (the untruncated rows are longer), so the padding waste differs; all else matches.
+    assert_same_metrics(poet_shards, on_the_fly, tol=1e-6, skip=("tokens_per_second", "padding_waste"))
+    assert not math.isclose(metrics(tmp_path / "c")[0]["logps/chosen"], poet_shards[0]["logps/chosen"], rel_tol=1e-3)
+
+
+def test_tiny_model_learns_the_prepared_sample_in_50_steps(prepared_sample, tiny_model, tmp_path):
+    out = tmp_path / "run"
+    code, _ = poet_train(
+        *run_args(prepared_sample, tiny_model, out, "--max-steps", 50, "--logging-steps", 10, "--learning-rate", 2e-3,
+                  "--max-length", 128, "--max-samples", 32, "--save-steps", 25)
+    )  # fmt: skip
+    assert code == 0
+    records = metrics(out)
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50]
+    assert all(set(TRL_METRICS) <= r.keys() for r in records)
+    assert records[-1]["rewards/accuracies"] > 0.9
+    assert records[-1]["loss"] < 0.5 * records[0]["loss"]
+    assert (out / "training_curves.png").stat().st_size > 10_000
+    for checkpoint in ("checkpoint-25", "checkpoint-50"):
+        files = {p.name for p in (out / checkpoint).iterdir()}
+        assert {"model.safetensors", "tokenizer.json", "optimizer.pt", "scheduler.pt", "rng_state_0.pt",
+                "trainer_state.json"} <= files  # fmt: skip
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out)  # the final model is a normal transformers folder
+
+
+def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(shards, tiny_model, tmp_path):
+    # A checkpoint in the middle of a logging window, gradient accumulation and length grouping: all must resume.
+    common = ["--max-steps", 8, "--logging-steps", 2, "--save-steps", 3, "--gradient-accumulation-steps", 2,
+              "--group-by-length", "--eval-split", "test", "--eval-steps", 4]  # fmt: skip
+    uninterrupted, resumed = tmp_path / "a", tmp_path / "b"
+    assert poet_train(*run_args(shards["no-poet"], tiny_model, uninterrupted, *common))[0] == 0
+    # Resume a copy of the run's folder from step 3: the records after step 3 are rewritten.
+    import shutil
+
+    shutil.copytree(uninterrupted, resumed)
+    checkpoint = resumed / "checkpoint-3"
+    args = run_args(shards["no-poet"], tiny_model, resumed, *common, "--resume-from-checkpoint", checkpoint)
+    assert poet_train(*args)[0] == 0
+    assert without_timing(metrics(resumed)) == without_timing(metrics(uninterrupted))  # bit-for-bit
+    assert (resumed / "model.safetensors").read_bytes() == (uninterrupted / "model.safetensors").read_bytes()
+
+
+def test_precomputed_reference_matches_frozen_reference(shards, tiny_model, tmp_path):
+    common = ["--dtype", "float64", "--max-steps", 3, "--eval-split", "test", "--max-samples", 12]
+    assert poet_train(*run_args(shards["poet"], tiny_model, tmp_path / "frozen", *common))[0] == 0
+    assert poet_train(*run_args(shards["poet"], tiny_model, tmp_path / "pre", *common, "--precompute-ref"))[0] == 0
+    assert_same_metrics(metrics(tmp_path / "frozen"), metrics(tmp_path / "pre"), tol=1e-9)
+
+
+def test_reference_columns_in_the_shards_are_used_without_loading_a_reference(tiny_model, tmp_path, monkeypatch):
+    table = random_pairs(16, 4, poet=True)
+    table = table.append_column("ref_chosen_logps", pa.array(np.full(16, -50.0)))
+    table = table.append_column("ref_rejected_logps", pa.array(np.full(16, -60.0)))
+    data = write_shards(tmp_path / "data", train=table)
+
+    def no_reference(*args, **kwargs):
+        raise AssertionError("a reference model was loaded although the shards carry reference log-probs")
+
+    monkeypatch.setattr("trainer.train.load_reference", no_reference)
+    assert poet_train(*run_args(data, tiny_model, tmp_path / "out", "--max-steps", 1))[0] == 0
+    first = metrics(tmp_path / "out")[0]
+    assert math.isclose(first["rewards/chosen"], 0.1 * (first["logps/chosen"] + 50.0), rel_tol=1e-6)
+    assert math.isclose(first["rewards/rejected"], 0.1 * (first["logps/rejected"] + 60.0), rel_tol=1e-6)
+
+
+@pytest.mark.distributed
+def test_accelerate_launch_two_cpu_processes_match_one_process(shards, tiny_model, tmp_path):
+    """2 ranks × 2 pairs per step equal 1 rank × 4 pairs: data sharded over ranks, gradients and metrics reduced."""
+    common = ["--dtype", "float64", "--max-steps", 3, "--eval-split", "test", "--max-samples", 16, "--loss", "simpo"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert poet_train(*run_args(shards["poet"], tiny_model, one, *common))[0] == 0
+    args = run_args(shards["poet"], tiny_model, two, *common)
+    args[args.index("--batch-size") + 1] = 2
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "-m", "pipeline.cli", "train", *map(str, args)]  # fmt: skip
+    # No GPU visible: the trainer then runs each rank on CPU (gloo), even on a machine that has one.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "HF_HOME": str(tmp_path / "hf-home")}  # fmt: skip
+    result = subprocess.run(launch, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "on 2 process(es)" in result.stderr
+    assert_same_metrics(metrics(one), metrics(two), tol=1e-9, skip=("tokens_per_second", "padding_waste"))
+
+
+@pytest.mark.parametrize(
+    "args,beta,gamma",
+    [(["--loss", "simpo"], 2.0, 0.5), (["--loss", "simpo", "--beta", "10", "--gamma-beta-ratio", "0.3"], 10.0, 3.0),
+     (["--loss", "alphapo", "--gamma-beta-ratio", "0.4"], 2.5, 1.0), (["--loss", "dpo"], 0.1, None)],
+)  # fmt: skip
+def test_cli_resolves_per_loss_defaults_and_gamma_beta_ratio(args, beta, gamma):
+    import argparse
+
+    from trainer.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args(["--data", "d", "--model", "m", "--output-dir", "o", *args]))
+    assert config.beta == beta and config.gamma == pytest.approx(gamma)
+
+
+# -- bad input: one line, exit code 2 ----------------------------------------------------------------------------------
+def shards_without_rejected(tmp_path):
+    return write_shards(tmp_path / "bad", train=random_pairs(8, 0, True).drop_columns(["rejected_ids"]))
+
+
+def shards_with_empty_split(tmp_path):
+    data = write_shards(tmp_path / "bad", train=random_pairs(8, 0, True))
+    pq.ParquetWriter(data / "data" / "test-00000-of-00001.parquet", random_pairs(1, 0, True).schema).close()
+    return data
+
+
+def shards_too_long(tmp_path):
+    long_pairs = random_pairs(8, 0, False, prompt_len=(200, 240), completion_len=(40, 60))
+    return write_shards(tmp_path / "bad", train=long_pairs)
+
+
+def shards_out_of_vocabulary(tmp_path):
+    return write_shards(tmp_path / "bad", train=random_pairs(8, 0, True, vocab=9000))
+
+
+@pytest.mark.parametrize(
+    "make_data,extra,message",
+    [
+        (shards_without_rejected, [], "lacks column(s) rejected_ids"),
+        (shards_with_empty_split, ["--split", "test"], "is empty"),
+        (None, ["--split", "validation"], "Unknown split"),
+        (shards_too_long, [], "the model's context is 256"),
+        (shards_out_of_vocabulary, [], "vocabulary has 6400 entries"),
+        (None, ["--beta", "0"], "--beta must be > 0"),
+        (None, ["--loss", "simpo", "--beta", "-2"], "--beta must be > 0"),
+        (None, ["--loss", "alphapo", "--alpha", "nan"], "--alpha must be a finite number"),
+        (None, ["--loss", "alphapo", "--alpha", "inf"], "--alpha must be a finite number"),
+        (None, ["--gamma", "1"], "--gamma does not apply to --loss dpo"),
+        (None, ["--gamma-beta-ratio", "0.5"], "--gamma-beta-ratio does not apply to --loss dpo"),
+        (None, ["--batch-size", "100"], "fewer than one global batch"),
+    ],
+)  # fmt: skip
+def test_bad_input_gives_one_clear_line(shards, tiny_model, tmp_path, capsys, make_data, extra, message):
+    data = make_data(tmp_path) if make_data else shards["poet"]
+    code, err = poet_train(*run_args(data, tiny_model, tmp_path / "out", "--max-steps", 2, *extra), capsys=capsys)
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("poet train: error:")]
+    assert len(errors) == 1 and message in errors[0], err
+    assert "Traceback" not in err
+
+
+def test_non_empty_output_dir_needs_overwrite(shards, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, err = poet_train(*run_args(shards["poet"], tiny_model, out, "--max-steps", 1), capsys=capsys)
+    assert code == 2 and "is not empty: pass --overwrite" in err
+    assert poet_train(*run_args(shards["poet"], tiny_model, out, "--max-steps", 1, "--overwrite"))[0] == 0
+
+
+def test_non_finite_loss_stops_at_that_step_keeping_the_last_good_checkpoint(shards, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    # A learning rate of 1e30 blows the weights up in the first update: step 2's gradients are NaN.
+    code, err = poet_train(
+        *run_args(shards["poet"], tiny_model, out, "--max-steps", 5, "--save-steps", 1, "--learning-rate", 1e30,
+                  "--warmup-ratio", 0),
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 2
+    assert f"at step 2: stopped before applying that update; the last good checkpoint is {out / 'checkpoint-1'}" in err
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert not (out / "model.safetensors").exists()
+
+
+def test_resume_refuses_changed_hyperparameters(shards, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert poet_train(*run_args(shards["poet"], tiny_model, out, "--max-steps", 2, "--save-steps", 1))[0] == 0
+    args = run_args(shards["poet"], tiny_model, out, "--max-steps", 2, "--beta", 0.2)
+    code, err = poet_train(*args, "--resume-from-checkpoint", out / "checkpoint-1", capsys=capsys)
+    assert code == 2 and "cannot resume" in err and "changed beta" in err

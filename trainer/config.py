@@ -1,0 +1,109 @@
+"""Settings of one training run, validated once; loss hyper-parameters default per loss."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from transforms.errors import UserError
+
+LOSSES = ("dpo", "simpo", "alphapo")
+DTYPES = ("float32", "bfloat16", "float16", "float64", "auto")
+
+# Defaults of the loss hyper-parameters, per loss (the signatures of trainer.losses).
+LOSS_DEFAULTS = {
+    "dpo": {"beta": 0.1, "label_smoothing": 0.0},
+    "simpo": {"beta": 2.0, "gamma": 0.5, "label_smoothing": 0.0},
+    "alphapo": {"alpha": 0.25, "beta": 2.5, "gamma": 0.5},
+}
+
+# Fields that decide the training trajectory: a checkpoint only resumes bit-for-bit if they are unchanged.
+TRAJECTORY_FIELDS = (
+    "data", "split", "model", "gguf_file", "dtype", "loss", "beta", "gamma", "alpha", "label_smoothing", "poet",
+    "precompute_ref", "batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
+    "max_grad_norm", "warmup_ratio", "num_epochs", "max_steps", "seed", "group_by_length", "max_length",
+    "max_samples",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run's settings; each ``poet train`` flag sets the field of the same name (``--batch-size``)."""
+
+    data: str
+    model: str
+    output_dir: Path
+    split: str = "train"
+    eval_split: str | None = None
+    gguf_file: str | None = None
+    tokenizer: str | None = None
+    dtype: str = "float32"
+    loss: str = "dpo"
+    # None means "the default of the chosen loss" (LOSS_DEFAULTS); resolved in __post_init__.
+    beta: float | None = None
+    gamma: float | None = None
+    alpha: float | None = None
+    label_smoothing: float | None = None
+    poet: bool = False
+    precompute_ref: bool = False
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-6
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.1
+    num_epochs: int = 1
+    max_steps: int | None = None
+    seed: int = 42
+    group_by_length: bool = False
+    max_length: int | None = None
+    max_samples: int | None = None
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    save_steps: int | None = None
+    eval_steps: int | None = None
+    overwrite: bool = False
+    resume_from_checkpoint: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if self.resume_from_checkpoint is not None:
+            object.__setattr__(self, "resume_from_checkpoint", Path(self.resume_from_checkpoint))
+        if self.eval_batch_size is None:
+            object.__setattr__(self, "eval_batch_size", self.batch_size)
+        if self.loss not in LOSSES:
+            raise UserError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        defaults = LOSS_DEFAULTS[self.loss]
+        for name in ("beta", "gamma", "alpha", "label_smoothing"):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, defaults.get(name))
+            elif name not in defaults:
+                raise UserError(f"--{name.replace('_', '-')} does not apply to --loss {self.loss}: drop it")
+            elif not math.isfinite(value):
+                raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if not self.beta > 0:
+            raise UserError(f"--beta must be > 0, got {self.beta}")
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 0.5:
+            raise UserError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.precompute_ref and self.loss != "dpo":
+            raise UserError(f"--precompute-ref only applies to --loss dpo ({self.loss} has no reference model)")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "num_epochs", "max_steps",
+                     "max_length", "max_samples", "logging_steps", "save_steps", "eval_steps"):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if not self.learning_rate > 0:
+            raise UserError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise UserError(f"--warmup-ratio must be in [0, 1], got {self.warmup_ratio}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise UserError("--weight-decay and --max-grad-norm must be >= 0 (0 disables gradient clipping)")
+
+    def trajectory(self) -> dict:
+        """The fields a resumed run must share with the run that wrote the checkpoint."""
+        return {name: getattr(self, name) for name in TRAJECTORY_FIELDS}

@@ -1,0 +1,199 @@
+"""Preference pairs for training: loading and checking a split, the batch plan, and collation with dynamic padding.
+
+A split is held as three ragged token arrays (prompt, chosen, rejected) plus optional precomputed reference
+log-probs. Every batch of ``B`` pairs becomes one ``2B``-row tensor, the ``B`` chosen sequences
+(prompt + chosen completion) followed by the ``B`` rejected ones, right-padded to the longest row, so policy
+and reference each score a batch in a single forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from trainer.logps import Batch
+from transforms.errors import UserError
+
+ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+@dataclass(frozen=True)
+class Ragged:
+    """Variable-length token id sequences, stored as one flat int32 array plus offsets (row ``i`` is
+    ``values[offsets[i]:offsets[i + 1]]``)."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def from_arrow(cls, column: pa.ChunkedArray) -> Ragged:
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        return cls(values, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def take(self, indices: np.ndarray) -> Ragged:
+        rows = [self[i] for i in indices]
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        values = np.concatenate(rows) if rows else np.zeros(0, np.int32)
+        return Ragged(values, np.concatenate([[0], np.cumsum(lengths)]))
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """The pairs of one split. ``ref_logps`` is ``(chosen, rejected)`` summed reference log-probs, or None."""
+
+    ids: list[str]
+    prompt: Ragged
+    chosen: Ragged
+    rejected: Ragged
+    ref_logps: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def sequence_lengths(self) -> np.ndarray:
+        """Length of the longer of the two forwarded sequences (prompt + completion) of each pair."""
+        return self.prompt.lengths + np.maximum(self.chosen.lengths, self.rejected.lengths)
+
+    def scored_lengths(self, poet: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Completion tokens scored per pair: all of them, or with ``poet`` the shared first
+        ``min(len_c, len_r)`` of each (the POET rule, applied as a mask)."""
+        chosen, rejected = self.chosen.lengths, self.rejected.lengths
+        if poet:
+            shared = np.minimum(chosen, rejected)
+            return shared, shared
+        return chosen, rejected
+
+    def take(self, indices: np.ndarray) -> Pairs:
+        ref = None if self.ref_logps is None else (self.ref_logps[0][indices], self.ref_logps[1][indices])
+        return Pairs(
+            [self.ids[i] for i in indices],
+            self.prompt.take(indices),
+            self.chosen.take(indices),
+            self.rejected.take(indices),
+            ref,
+        )
+
+    def with_ref_logps(self, chosen: np.ndarray, rejected: np.ndarray) -> Pairs:
+        return Pairs(self.ids, self.prompt, self.chosen, self.rejected, (chosen, rejected))
+
+
+def _empty_split(data: str, split: str) -> UserError:
+    return UserError(f"split {split!r} of {data} is empty: prepare it with some pairs, or pick another split")
+
+
+def load_pairs(data: str, split: str) -> Pairs:
+    """Load one split of a prepared folder or Hub dataset repo id, checking the columns the trainer needs."""
+    try:
+        dataset = datasets.load_dataset(data, split=split)
+    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as err:
+        if "corresponds to no data" in str(err):  # how `datasets` reports a split whose shards have no rows
+            raise _empty_split(data, split) from None
+        raise UserError(f"cannot load split {split!r} of {data}: {err}") from None
+    missing = [c for c in ID_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise UserError(
+            f"split {split!r} of {data} lacks column(s) {', '.join(missing)} "
+            f"(it has {', '.join(dataset.column_names)}): "
+            "train on the output of `poet prepare`, or on any dataset with prompt_ids, chosen_ids and rejected_ids"
+        )
+    if len(dataset) == 0:
+        raise _empty_split(data, split)
+    wanted = [*ID_COLUMNS, *(c for c in ("id", *REF_COLUMNS) if c in dataset.column_names)]
+    table = dataset.select_columns(wanted).with_format("arrow")[:]
+    for name in table.column_names:
+        if nulls := table.column(name).null_count:
+            raise UserError(f"split {split!r} of {data}: column {name} has {nulls} null value(s); drop those rows")
+    ids = table.column("id").to_pylist() if "id" in table.column_names else [str(i) for i in range(len(table))]
+    ref = None
+    if all(c in table.column_names for c in REF_COLUMNS):
+        ref = tuple(table.column(c).to_numpy().astype(np.float64) for c in REF_COLUMNS)
+    pairs = Pairs(ids, *(Ragged.from_arrow(table.column(c)) for c in ID_COLUMNS), ref)
+    empty = np.flatnonzero((pairs.chosen.lengths == 0) | (pairs.rejected.lengths == 0))
+    if len(empty):
+        raise UserError(
+            f"split {split!r} of {data}: {len(empty)} pair(s) have an empty chosen or rejected completion "
+            f"(first: id {pairs.ids[empty[0]]!r}); drop them before training"
+        )
+    return pairs
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which pairs go into which optimizer step, rank and micro-batch; a pure function of the seed and epoch.
+
+    A *global batch* (one optimizer step) holds ``batch_size × accumulation × world_size`` pairs; it is cut into
+    consecutive micro-batches of ``batch_size`` pairs, and rank ``r`` gets micro-batches ``r, r + W, …``. The
+    last incomplete global batch of an epoch is dropped, so every step averages the same number of pairs.
+    With ``group_by_length``, each window of 64 global batches of a shuffled epoch is sorted by sequence length
+    before being cut, and the batches are then shuffled again: pairs of similar length share a micro-batch.
+    """
+
+    lengths: np.ndarray
+    batch_size: int
+    accumulation: int
+    world_size: int
+    seed: int
+    group_by_length: bool
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.accumulation * self.world_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.lengths) // self.global_batch
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        """Pair indices of every step of ``epoch``, shaped ``(steps, accumulation, world_size, batch_size)``."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.lengths))
+        usable = self.steps_per_epoch * self.global_batch
+        if self.group_by_length:
+            window = 64 * self.global_batch
+            windows = np.split(order, range(window, len(order), window))
+            order = np.concatenate([chunk[np.argsort(-self.lengths[chunk], kind="stable")] for chunk in windows])
+            steps = order[:usable].reshape(self.steps_per_epoch, self.global_batch)
+            order = steps[rng.permutation(self.steps_per_epoch)].ravel()
+        return order[:usable].reshape(self.steps_per_epoch, self.accumulation, self.world_size, self.batch_size)
+
+
+def sharded_batches(lengths: np.ndarray, batch_size: int, rank: int, world_size: int) -> list[np.ndarray]:
+    """Every pair exactly once across ranks (evaluation, reference log-probs): sorted by length, so batches
+    carry little padding, dealt to the ranks in turn, and cut into batches of ``batch_size``."""
+    shard = np.argsort(lengths, kind="stable")[rank::world_size]
+    return [shard[i : i + batch_size] for i in range(0, len(shard), batch_size)]
+
+
+def collate(pairs: Pairs, indices: np.ndarray, poet: bool, pad_id: int) -> Batch:
+    """Pad the pairs ``indices`` into one ``2B``-row batch (chosen rows first); see :class:`trainer.logps.Batch`."""
+    chosen_scored, rejected_scored = pairs.scored_lengths(poet)
+    rows = [(pairs.prompt[i], pairs.chosen[i], chosen_scored[i]) for i in indices]
+    rows += [(pairs.prompt[i], pairs.rejected[i], rejected_scored[i]) for i in indices]
+    width = max(len(prompt) + len(completion) for prompt, completion, _ in rows)
+    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+    completion_mask = np.zeros((len(rows), width), dtype=bool)
+    for row, (prompt, completion, n_scored) in enumerate(rows):
+        p, c = len(prompt), len(completion)
+        input_ids[row, : p + c] = np.concatenate([prompt, completion])
+        attention_mask[row, : p + c] = 1
+        completion_mask[row, p : p + n_scored] = True
+    ref_logps = None
+    if pairs.ref_logps is not None:
+        ref_logps = torch.from_numpy(np.concatenate([pairs.ref_logps[0][indices], pairs.ref_logps[1][indices]]))
+    tensors = (torch.from_numpy(a) for a in (input_ids, attention_mask, completion_mask))
+    return Batch(*tensors, ref_logps)
