@@ -108,6 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     if args.max_length < 0:
         raise UserError("--max-length must be 0 (no limit) or positive")
+    if args.push_to_hub and not args.license:
+        raise UserError("--push-to-hub needs --license ID (e.g. mit, apache-2.0): the Hub card must declare one")
     return PrepareConfig(
         inputs=tuple(InputSpec.parse(value) for value in args.input),
         tokenizer=args.tokenizer,

@@ -45,6 +45,7 @@ from huggingface_hub import (
     HfApi,
     RepoFile,
     get_token,
+    metadata_load,
 )
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -265,6 +266,9 @@ def _scan(root: Path, shown_as: str) -> list[LocalFile]:
     if "README.md" not in paths or not any(SHARD.fullmatch(p) for p in paths):
         raise UserError(f"{shown_as} is not a prepared folder (it needs README.md and data/*.parquet shards): "
                         f"run `poet prepare --output {shown_as}` first")
+    if not (metadata_load(root / "README.md") or {}).get("license"):
+        raise UserError(f"{shown_as}/README.md declares no license, which the Hub needs to share a dataset: "
+                        "re-run `poet prepare` with --license ID (e.g. mit, apache-2.0, cc-by-4.0)")
     return [_hash(root / p, p) for p in paths]
 
 

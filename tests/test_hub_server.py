@@ -1,16 +1,11 @@
 """The test Hub itself, driven through huggingface_hub: the parts publishing tests rely on
 without exercising every corner (pagination, ranges, refs, visibility, merges)."""
 
-import hub_server
-
-hub_server.configure_client_env()  # before anything imports huggingface_hub
-pytest_plugins = ["hub_server"]  # the `hub` fixture
-
-import httpx2  # noqa: E402
-import pytest  # noqa: E402
-from hub_server import USERS  # noqa: E402
-from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem  # noqa: E402
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # noqa: E402
+import httpx2
+import pytest
+from hub_server import USERS
+from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 REPO = "alice/fixture"
 

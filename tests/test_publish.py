@@ -5,29 +5,25 @@ what the clients report: `datasets` and `huggingface_hub` silently fall back to 
 caches, so a client-side view alone would prove little.
 """
 
-import hub_server
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import time
+import uuid
+from pathlib import Path
 
-hub_server.configure_client_env()  # before anything imports huggingface_hub or datasets
-pytest_plugins = ["hub_server"]  # the `hub` fixture
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hub_server import GITATTRIBUTES, USERS
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import fsspec  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-import pytest  # noqa: E402
-from hub_server import USERS  # noqa: E402
-
-from pipeline import publish_command  # noqa: E402
-from pipeline.hub import fetch_prepared  # noqa: E402
-from pipeline.publish import publish  # noqa: E402
-from transforms.errors import UserError  # noqa: E402
+from pipeline import publish_command
+from pipeline.hub import fetch_prepared
+from pipeline.publish import publish
+from transforms.errors import UserError
 
 ALICE, BOB = USERS["alice"], USERS["bob"]
 SCHEMA = pa.schema([
@@ -148,7 +144,7 @@ def test_first_publish_is_one_commit_holding_exactly_the_folder(hub, prepared, r
     assert [c.title for c in history] == ["first", "initial commit"]
     assert result.changed and result.commit_oid == history[0].oid and result.commit_url.endswith(history[0].oid)
     files = hub.files(repo_id)
-    assert files.pop(".gitattributes") == hub_server.GITATTRIBUTES
+    assert files.pop(".gitattributes") == GITATTRIBUTES
     assert files == published_files(prepared)
     assert not any(path.startswith("dead_letter/") for path in files)
     assert set(hub.lfs_uploads) == lfs_oids(prepared) and len(hub.lfs_uploads) == len(lfs_oids(prepared))
@@ -400,3 +396,37 @@ def test_fetch_prepared_fetches_only_what_is_asked_from_the_hub_or_fsspec(hub, p
     for folder in (stats_only, from_hub):
         assert published_files(folder) == {"stats.json": (prepared / "stats.json").read_bytes()}
     assert not any("/data/" in path for _, _, path, _ in hub.requests)
+
+
+# --------------------------------------------------------------------------- the real pipeline output
+
+
+def test_a_real_prepared_folder_round_trips_through_the_hub(hub, prepared_sample, repo_id, tmp_path, capsys):
+    """prepare -> publish (one commit, then a no-op) -> load_dataset / poet stats / poet train by repo id."""
+    import datasets
+
+    from pipeline.cli import main
+
+    folder = Path(shutil.copytree(prepared_sample, tmp_path / "prepared"))
+    assert publish(folder, repo_id, token=ALICE).changed
+    assert len(hub.history(repo_id)) == 2  # the repo's initial commit, then ours
+    remote = hub.files(repo_id)
+    remote.pop(".gitattributes")  # written by the repo's initial commit
+    assert remote == published_files(folder)
+    assert not publish(folder, repo_id, token=ALICE).changed
+    assert len(hub.history(repo_id)) == 2
+
+    loaded = datasets.load_dataset(repo_id, split="train", cache_dir=str(tmp_path / "cache"))
+    assert loaded.to_list() == local_rows(folder, "train")
+    assert loaded.features == datasets.load_dataset(str(folder), split="train").features
+
+    assert main(["stats", repo_id]) == 0
+    assert f"{len(loaded):,} kept" in capsys.readouterr().out
+
+
+def test_publishing_needs_a_license(hub, prepared, repo_id):
+    card = prepared / "README.md"
+    card.write_text(card.read_text().replace("license: apache-2.0\n", ""))
+    with pytest.raises(UserError, match="--license"):
+        publish(prepared, repo_id, token=ALICE)
+    assert not any(route == "commit" for route, *_ in hub.requests)
