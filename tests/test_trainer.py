@@ -230,6 +230,21 @@ def test_tiny_model_learns_the_prepared_sample_in_50_steps(prepared_sample, tiny
     AutoModelForCausalLM.from_pretrained(out)  # the final model is a normal transformers folder
 
 
+def test_trains_on_a_hub_repo_id_like_on_the_local_folder(hub, prepared_sample, tiny_model, tmp_path):
+    """``--data user/name`` reads the published shards through HF_ENDPOINT and trains on the same rows."""
+    from hub_server import USERS
+
+    from pipeline.publish import publish
+
+    repo_id = "alice/hh-minimind-poet"
+    publish(prepared_sample, repo_id, token=USERS["alice"])
+    common = ["--max-steps", 2, "--max-length", 128, "--max-samples", 8, "--dtype", "float64"]
+    assert poet_train(*run_args(repo_id, tiny_model, tmp_path / "hub", *common))[0] == 0
+    assert poet_train(*run_args(prepared_sample, tiny_model, tmp_path / "local", *common))[0] == 0
+    assert_same_metrics(metrics(tmp_path / "hub"), metrics(tmp_path / "local"), tol=1e-9)
+    assert any(route == "resolve" and "/data/" in path for route, _, path, _ in hub.requests)
+
+
 def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(shards, tiny_model, tmp_path):
     # A checkpoint in the middle of a logging window, gradient accumulation and length grouping: all must resume.
     common = ["--max-steps", 8, "--logging-steps", 2, "--save-steps", 3, "--gradient-accumulation-steps", 2,
