@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from pipeline.options import add_arguments as _add_prepare_arguments
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
     for noisy in ("apache_beam", "transformers", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # "PyTorch was not found": not needed here
     config = config_from_args(args)
 
     from pipeline.pipeline import run as run_pipeline
