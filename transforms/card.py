@@ -12,6 +12,7 @@ the Markdown escapers below (:func:`md_text`, :func:`md_cell`, :func:`fenced`).
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import json
 import re
@@ -21,6 +22,7 @@ import yaml
 
 from transforms.plots import plot_paths
 from transforms.stats import PERCENTILES, QUANTITIES
+from transforms.stats_table import format_number, format_pct
 
 TEMPLATE = "README.md.j2"
 PAPER_URL = "https://arxiv.org/abs/2506.09457"
@@ -73,16 +75,8 @@ def fenced(content: str, language: str = "") -> str:
     return f"{fence}{language}\n{content.rstrip(chr(10))}\n{fence}"
 
 
-def _number(value, digits: int = 1) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}"
-
-
-def _pct(value) -> str:
-    return "–" if value is None else f"{value:.1f}%"
+_number = functools.partial(format_number, missing="–")
+_pct = functools.partial(format_pct, missing="–")
 
 
 # --- YAML header ----------------------------------------------------------------------------------------------

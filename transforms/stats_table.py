@@ -5,16 +5,19 @@ from __future__ import annotations
 from transforms.stats import PERCENTILES, QUANTITIES
 
 
-def _fmt(value) -> str:
+def format_number(value, missing: str = "-") -> str:
+    """Thousands separators; floats with one decimal; ``missing`` for undefined (null) values."""
     if value is None:
-        return "-"
+        return missing
     if isinstance(value, float):
         return f"{value:,.1f}"
     return f"{value:,}"
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.1f}%"
+def format_pct(value, missing: str = "-") -> str:
+    return missing if value is None else f"{value:.1f}%"
+
+
 
 
 def _grid(header: list[str], rows: list[list[str]]) -> str:
@@ -27,20 +30,20 @@ def render_split(name: str, stats: dict, *, poet: bool = True) -> str:
     parts = [f"== {name}: {stats['read']:,} read, {stats['pairs']:,} kept, {stats['dead_lettered']:,} dead-lettered"]
     columns = ["count", "mean", "std", "min", *[f"p{p}" for p in PERCENTILES], "max"]
     parts.append(_grid(["tokens", *columns],
-                       [[q, *[_fmt(stats["lengths"][q][c]) for c in columns]] for q in QUANTITIES]))
+                       [[q, *[format_number(stats["lengths"][q][c]) for c in columns]] for q in QUANTITIES]))
     tokens = stats["completion_tokens"]
     if poet:
         parts.append(
             f"completion tokens: {tokens['before_poet']:,} before POET, {tokens['after_poet']:,} after "
-            f"({tokens['removed']:,} removed, {_pct(tokens['removed_pct'])})"
+            f"({tokens['removed']:,} removed, {format_pct(tokens['removed_pct'])})"
         )
-        cut = f"POET cut {_pct(stats['poet_cut']['pct'])} of pairs"
+        cut = f"POET cut {format_pct(stats['poet_cut']['pct'])} of pairs"
     else:
         parts.append(f"completion tokens: {tokens['after_poet']:,} (not truncated to equal length: --no-poet)")
-        cut = f"POET would cut {_pct(stats.get('poet_would_cut', {}).get('pct'))} of pairs"
+        cut = f"POET would cut {format_pct(stats.get('poet_would_cut', {}).get('pct'))} of pairs"
     parts.append(
-        f"chosen longer {_pct(stats['chosen_longer']['pct'])}, rejected longer {_pct(stats['rejected_longer']['pct'])}, "
-        f"equal {_pct(stats['equal_length']['pct'])}; {cut}; "
+        f"chosen longer {format_pct(stats['chosen_longer']['pct'])}, rejected longer {format_pct(stats['rejected_longer']['pct'])}, "
+        f"equal {format_pct(stats['equal_length']['pct'])}; {cut}; "
         f"EOS lost: {stats['chosen_lost_eos']:,} chosen, {stats['rejected_lost_eos']:,} rejected"
     )
     if stats["dead_letter_reasons"]:
