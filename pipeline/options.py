@@ -8,6 +8,7 @@ Beam's own options (``--runner``, ``--direct_num_workers``, ``--temp_location``,
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 
 from transforms.errors import UserError
@@ -29,8 +30,8 @@ class InputSpec:
         split, sep, pattern = value.partition("=")
         if not sep or "/" in split or ":" in split:
             return cls("train", value)
-        if not split.replace("_", "").replace("-", "").isalnum():
-            raise UserError(f"invalid split name {split!r} in --input {value!r}; use letters, digits, - or _")
+        if not re.fullmatch(r"\w+", split):  # shards are data/{split}-*: a "-" would blur the split's glob
+            raise UserError(f"invalid split name {split!r} in --input {value!r}; use letters, digits and _")
         return cls(split, pattern)
 
 

@@ -158,6 +158,11 @@ def test_clear_errors_for_bad_inputs(tmp_path, capsys):
     text.write_text(json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"}) + "\n")
     assert prepare(tmp_path / "out", "--input", str(text), "--input", str(SHAREGPT_SAMPLE), *base) == 2
     assert "mixed data" in capsys.readouterr().err
+    (tmp_path / "broken.jsonl.gz").write_bytes(b"this is not gzip")
+    assert prepare(tmp_path / "out", "--input", str(tmp_path / "broken.jsonl.gz"), *base) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert prepare(tmp_path / "out", "--input", f"dev-2={SHAREGPT_SAMPLE}", *base) == 2
+    assert "invalid split name" in capsys.readouterr().err
 
 
 def test_existing_output_needs_overwrite_and_a_failed_run_leaves_nothing(tmp_path, capsys, monkeypatch):
