@@ -38,9 +38,11 @@ _VERSIONED = ("poet-data", "apache-beam", "transformers", "tokenizers", "dataset
 class PrepareDataset(beam.PTransform):
     """All of ``poet prepare`` as one composite transform writing into ``folder``."""
 
-    def __init__(self, config: PrepareConfig, plan: InputPlan, tokenizer: TokenizerSource, folder: str, run: dict):
+    def __init__(self, config: PrepareConfig, plan: InputPlan, tokenizer: TokenizerSource, folder: str, run: dict,
+                 spread: bool = True):
         super().__init__()
         self.config, self.plan, self.tokenizer, self.folder, self.run = config, plan, tokenizer, folder, run
+        self.spread = spread  # spread rows over workers; pointless for one in-process worker (see run_in_process)
 
     def expand(self, pbegin):
         config = self.config
@@ -53,22 +55,31 @@ class PrepareDataset(beam.PTransform):
             poet=config.poet,
             include_text=config.include_text,
         )
+        # rows travel in lists (one per tokenizer batch) wherever they are shuffled: see ReadPreferenceFiles
         prepared = (
             pbegin
-            | "ReadFiles" >> ReadPreferenceFiles(self.plan.files)
+            | "ReadFiles" >> ReadPreferenceFiles(self.plan.files, config.batch_size, spread=self.spread)
             | "PreparePairs" >> PreparePairs(self.tokenizer, settings, config.batch_size)
         )
-        rows, dead_letters = prepared.rows, prepared[DEAD]
-        shards = rows | "WriteShards" >> WriteShards(
+        row_lists, dead_letters = prepared.rows, prepared[DEAD]
+        shards = row_lists | "WriteShards" >> WriteShards(
             self.folder, config.splits, features.arrow_schema, config.num_shards, config.max_shard_bytes
         )
         dead_letters | "WriteDeadLetters" >> WriteDeadLetters(self.folder)
+        rows = row_lists | "Rows" >> beam.FlatMap(lambda row_list: row_list)
         stats = (rows, dead_letters) | "LengthStats" >> ComputeLengthStats()
         return (stats, shards) | "WriteMetadata" >> WriteDatasetMetadata(self.folder, config.splits, self.run, features)
 
 
 def choose_runner(options: PipelineOptions):
-    """Beam's DirectRunner first tries to download the Prism binary; run the in-process FnApiRunner instead."""
+    """Beam's DirectRunner first tries to download the Prism binary; run the in-process FnApiRunner instead.
+
+    It honours ``--direct_num_workers N --direct_running_mode multi_processing``
+    (N worker processes; 0 means one per core). The default stays one worker
+    in this process: on a laptop the tokenizer already uses every core inside
+    each batch, and measured on 2 cores, worker processes were slower (see
+    benchmarks/RESULTS.md).
+    """
     standard = options.view_as(StandardOptions)
     if standard.runner in (None, "DirectRunner", "direct"):
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -76,6 +87,14 @@ def choose_runner(options: PipelineOptions):
         standard.runner = None
         return FnApiRunner()
     return None
+
+
+def run_in_process(runner, options: PipelineOptions) -> bool:
+    """Whether the job runs as one worker inside this process (the default local run)."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    direct = options.view_as(DirectOptions)
+    return runner is not None and direct.direct_running_mode in (None, "in_memory")
 
 
 def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> dict:
@@ -140,7 +159,8 @@ def run(config: PrepareConfig, beam_args: list[str]) -> dict:
     try:
         with beam.Pipeline(runner=runner, options=options) as pipeline:
             _ = pipeline | "PrepareDataset" >> PrepareDataset(
-                config, plan, source, staging, describe_run(config, plan, tokenizer)
+                config, plan, source, staging, describe_run(config, plan, tokenizer),
+                spread=not run_in_process(runner, options),
             )
         document = read_stats(staging)
         commit(staging, config.output)

@@ -8,41 +8,76 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline.read import RowBatch
 from pipeline.tokenizer_source import TokenizerSource
-from transforms.prepare import DeadLetter, PairPreparer, PrepareSettings
+from transforms.prepare import DeadLetter, OverlappingPreparer, PairPreparer, PrepareSettings
 
 DEAD = "dead_letters"
 _log = logging.getLogger("poet")
 
 
 class _PrepareBatch(beam.DoFn):
-    """Loads the tokenizer once per worker, then turns each batch into rows and dead letters."""
+    """Loads the tokenizer once per worker, then turns each chunk into lists of rows and single dead letters.
 
-    def __init__(self, tokenizer: TokenizerSource, settings: PrepareSettings, report_every_s: float = 10.0):
+    Tokenizer batches overlap (see :class:`~transforms.prepare.OverlappingPreparer`):
+    the results of a batch come out while the next one is processed, and the
+    last batch of a bundle comes out in ``finish_bundle``.
+    """
+
+    def __init__(self, tokenizer: TokenizerSource, settings: PrepareSettings, batch_size: int,
+                 report_every_s: float = 10.0):
         self.tokenizer = tokenizer
         self.settings = settings
+        self.batch_size = batch_size
         self.report_every_s = report_every_s
 
     def setup(self):
-        self.preparer = PairPreparer(self.tokenizer.load(), self.settings)
+        self.preparer = OverlappingPreparer(PairPreparer(self.tokenizer.load(), self.settings))
         self.kept = Metrics.counter("poet", "pairs_kept")
         self.dead = {}
         self.lengths = {q: Metrics.distribution("poet", f"{q}_length") for q in ("prompt", "chosen", "rejected", "poet")}
         self.done, self.started, self.last_report = 0, time.monotonic(), time.monotonic()
 
-    def process(self, batch):
-        for result in self.preparer.prepare(batch):
+    def start_bundle(self):
+        self.preparer.discard()  # nothing carried over from a bundle that failed
+
+    def process(self, chunk):
+        for start in range(0, len(chunk), self.batch_size):
+            batch = chunk[start:start + self.batch_size]
+            yield from self._route(self.preparer.push(batch))
+            self._report(len(batch))
+
+    def finish_bundle(self):
+        for output in self._route(self.preparer.flush()):
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(output.tag, _global(output.value))
+            else:
+                yield _global(output)
+
+    def teardown(self):
+        if hasattr(self, "preparer"):
+            self.preparer.close()
+
+    def _route(self, results):
+        """Dead letters one by one on their tagged output; kept rows as one list."""
+        rows = RowBatch()
+        for result in results:
             if isinstance(result, DeadLetter):
                 if result.reason not in self.dead:
                     self.dead[result.reason] = Metrics.counter("poet", f"dead_letter_{result.reason}")
                 self.dead[result.reason].inc()
                 yield beam.pvalue.TaggedOutput(DEAD, result)
             else:
-                self.kept.inc()
-                for quantity, metric in self.lengths.items():
-                    metric.update(getattr(result.lengths, quantity))
-                yield result
-        self._report(len(batch))
+                rows.append(result)
+        if rows:
+            self._count(rows)
+            yield rows
+
+    def _count(self, rows) -> None:
+        self.kept.inc(len(rows))
+        for quantity, metric in self.lengths.items():
+            for row in rows:
+                metric.update(getattr(row.lengths, quantity))
 
     def _report(self, n: int) -> None:
         self.done += n
@@ -53,8 +88,21 @@ class _PrepareBatch(beam.DoFn):
             _log.info("poet: %s rows prepared on this worker (%.0f rows/s)", f"{self.done:,}", rate)
 
 
+def _global(value):
+    """An output of ``finish_bundle``: in the global window, like every element of this batch pipeline."""
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import MIN_TIMESTAMP
+    from apache_beam.utils.windowed_value import WindowedValue
+
+    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
+
+
 class PreparePairs(beam.PTransform):
-    """``(RowOrigin, SourceRow)`` → main output ``PreparedRow``, tagged output ``dead_letters``."""
+    """Chunks of ``(RowOrigin, SourceRow)`` → main output: lists (:class:`RowBatch`) of ``PreparedRow``; tagged output
+    ``dead_letters``: one ``DeadLetter`` per element.
+
+    Each chunk is prepared in tokenizer batches of at most ``batch_size`` rows.
+    """
 
     def __init__(self, tokenizer: TokenizerSource, settings: PrepareSettings, batch_size: int):
         super().__init__()
@@ -62,11 +110,7 @@ class PreparePairs(beam.PTransform):
         self.settings = settings
         self.batch_size = batch_size
 
-    def expand(self, rows):
-        return (
-            rows
-            | "Batch" >> beam.BatchElements(min_batch_size=min(16, self.batch_size), max_batch_size=self.batch_size)
-            | "TokenizeAndTruncate" >> beam.ParDo(_PrepareBatch(self.tokenizer, self.settings)).with_outputs(
-                DEAD, main="rows"
-            )
-        )
+    def expand(self, chunks):
+        return chunks | "TokenizeAndTruncate" >> beam.ParDo(
+            _PrepareBatch(self.tokenizer, self.settings, self.batch_size)
+        ).with_outputs(DEAD, main="rows")

@@ -1,55 +1,162 @@
-"""``WriteShards``: deterministic, balanced Parquet shards in the Hub layout."""
+"""``WriteShards``: deterministic, balanced Parquet shards in the Hub layout, written in bounded memory.
+
+Rows never travel through a shuffle. Each batch of prepared rows is written
+where it was prepared, as a small Arrow fragment in the staging folder (a
+deterministic name and content per batch, so a retried bundle rewrites the
+same file). Only a few numbers per fragment go through the runner: they give
+the :class:`ShardPlan`, which tells every shard writer which fragments, and
+which rows of them, make its shard. Writers stream fragments into Parquet row
+groups, so memory holds one fragment and one row group, whatever the size of
+the dataset or of a shard. The fragments are deleted once every shard exists.
+"""
 
 from __future__ import annotations
 
 import io
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.schema import estimate_nbytes
-from transforms.sharding import ShardPlan, block_key, shard_file_name
+from transforms.sharding import ShardPlan, shard_file_name
 
 ROW_GROUP_SIZE = 1000  # rows per Parquet row group: small enough for streaming reads
+FRAGMENTS = ".poet-fragments"  # inside the staging folder; removed before the folder is committed
+_PARQUET = {"compression": "snappy"}
 
 
-def _add_sizes(sizes):
-    return tuple(map(sum, zip(*sizes)))
+@dataclass(frozen=True)
+class Fragment:
+    """Consecutive kept rows of one input file, written to ``path``; ``key`` orders fragments like their rows."""
+
+    split: str
+    file_index: int
+    first_line: int
+    rows: int
+    nbytes: int  # estimated Arrow size, for the shard count
+    path: str
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.split, self.file_index, self.first_line)
 
 
-def write_parquet(path: str, rows: list[dict], schema: pa.Schema) -> int:
-    """Write one shard (snappy, features in the schema metadata); return its Arrow size in bytes."""
-    table = pa.Table.from_pylist(rows, schema=schema)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="snappy", row_group_size=ROW_GROUP_SIZE)
+def write_parquet(path: str, pieces: Iterable[pa.Table], schema: pa.Schema) -> int:
+    """Write one shard from Arrow tables, in order; return its Arrow size in bytes.
+
+    Snappy, features in the schema metadata, row groups of ``ROW_GROUP_SIZE``:
+    the same bytes as ``pq.write_table(whole_table, row_group_size=ROW_GROUP_SIZE)``
+    (each row group is written as one contiguous chunk), and the same Arrow
+    size (a table's ``nbytes`` is the sum of its row groups'), but with one
+    row group in memory at a time.
+    """
     with FileSystems.create(path) as handle:
-        handle.write(buffer.getvalue())
-    return table.nbytes
+        stream = _ParquetStream(handle, schema)
+        for piece in pieces:
+            stream.write(piece)
+        stream.close()
+    return stream.nbytes
 
 
-class _AssignShards(beam.DoFn):
-    def process(self, block, plan: ShardPlan):
-        key, rows = block
-        for position, row in enumerate(sorted(rows, key=lambda r: r.origin.sort_key)):
-            yield (key[0], plan.shard_of(key, position)), row
+def _read_fragment(path: str) -> pa.Table:
+    with FileSystems.open(path) as handle:
+        return ipc.open_stream(handle.read()).read_all()
+
+
+class _ParquetStream:
+    def __init__(self, handle, schema: pa.Schema):
+        self.handle, self.schema = handle, schema
+        self.writer = None  # opened on the first row: an empty shard is written as pq.write_table writes it
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.nbytes = 0
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            take = min(ROW_GROUP_SIZE - self.pending_rows, table.num_rows)
+            self.pending.append(table.slice(0, take))
+            self.pending_rows += take
+            table = table.slice(take)
+            if self.pending_rows == ROW_GROUP_SIZE:
+                self._flush()
+
+    def _flush(self) -> None:
+        group = pa.concat_tables(self.pending).combine_chunks()
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.handle, self.schema, **_PARQUET)
+        self.writer.write_table(group, row_group_size=ROW_GROUP_SIZE)
+        self.nbytes += group.nbytes
+        self.pending, self.pending_rows = [], 0
+
+    def close(self) -> None:
+        if self.pending_rows:
+            self._flush()
+        if self.writer is None:
+            buffer = io.BytesIO()
+            pq.write_table(self.schema.empty_table(), buffer, row_group_size=ROW_GROUP_SIZE, **_PARQUET)
+            self.handle.write(buffer.getvalue())
+        else:
+            self.writer.close()
+
+
+class _WriteFragment(beam.DoFn):
+    """A :class:`~pipeline.read.RowBatch` of ``PreparedRow`` (consecutive rows of one file) → one fragment."""
+
+    def __init__(self, fragments: str, schema: pa.Schema):
+        self.fragments, self.schema = fragments, schema
+
+    def process(self, rows):
+        rows = sorted(rows, key=lambda r: r.origin.sort_key)
+        first = rows[0].origin
+        path = f"{self.fragments}/{first.split}/{first.file_index:05d}-{first.line:012d}.arrow"
+        table = pa.Table.from_pylist([r.row for r in rows], schema=self.schema)
+        buffer = io.BytesIO()
+        with ipc.new_stream(buffer, self.schema) as writer:
+            writer.write_table(table)
+        with FileSystems.create(path) as handle:
+            handle.write(buffer.getvalue())
+        yield Fragment(first.split, first.file_index, first.line, len(rows),
+                       sum(estimate_nbytes(r.row) for r in rows), path)
+
+
+def _shard_range(plan: ShardPlan, split: str, index: int) -> tuple[int, int]:
+    """Ranks ``[lo, hi)`` of shard ``index``: rank ``r`` goes to shard ``r * n // total``."""
+    n, total = plan.shard_counts[split], plan.totals[split]
+    return -(-index * total // n), -(-(index + 1) * total // n)
 
 
 class _WriteShard(beam.DoFn):
     def __init__(self, folder: str, schema: pa.Schema):
         self.folder, self.schema = folder, schema
 
-    def process(self, shard, plan: ShardPlan):
-        (split, index), rows = shard
-        rows = sorted(rows, key=lambda r: r.origin.sort_key)
+    def process(self, shard, plan: ShardPlan, fragments: list[Fragment]):
+        split, index = shard
+        lo, hi = _shard_range(plan, split, index)
         name = shard_file_name(split, index, plan.shard_counts[split])
-        nbytes = write_parquet(f"{self.folder}/{name}", [r.row for r in rows], self.schema)
-        yield split, name, len(rows), nbytes
+        nbytes = write_parquet(f"{self.folder}/{name}", self._pieces(split, lo, hi, plan, fragments), self.schema)
+        yield split, name, hi - lo, nbytes
+
+    @staticmethod
+    def _pieces(split: str, lo: int, hi: int, plan: ShardPlan, fragments: list[Fragment]):
+        """The rows of ranks ``[lo, hi)``, fragment by fragment."""
+        for fragment in sorted((f for f in fragments if f.split == split), key=lambda f: f.key):
+            start = plan.block_offsets[fragment.key]
+            if start < hi and start + fragment.rows > lo:
+                table = _read_fragment(fragment.path)
+                yield table.slice(max(lo - start, 0), min(hi, start + fragment.rows) - max(lo, start))
 
 
-class _WriteEmptyShard(_WriteShard):
+class _WriteEmptyShard(beam.DoFn):
     """A split whose every row was dead-lettered still gets one (empty) shard, so it loads."""
+
+    def __init__(self, folder: str, schema: pa.Schema):
+        self.folder, self.schema = folder, schema
 
     def process(self, split, plan: ShardPlan):
         if plan.totals[split] == 0:
@@ -57,11 +164,29 @@ class _WriteEmptyShard(_WriteShard):
             yield split, name, 0, write_parquet(f"{self.folder}/{name}", [], self.schema)
 
 
-class WriteShards(beam.PTransform):
-    """``PreparedRow`` → ``data/{split}-{i:05d}-of-{n:05d}.parquet``; outputs ``(split, file, rows, bytes)``.
+def _shards_of(split: str, plan: ShardPlan):
+    if plan.totals[split]:
+        for index in range(plan.shard_counts[split]):
+            yield split, index
 
+
+def delete_tree(path: str) -> None:
+    """Remove a folder and everything in it, local or on an object store."""
+    if "://" not in path:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    files = [m.path for m in FileSystems.match([path.rstrip("/") + "/**"])[0].metadata_list]
+    if files:
+        FileSystems.delete(files)
+
+
+class WriteShards(beam.PTransform):
+    """Lists of ``PreparedRow`` → ``data/{split}-{i:05d}-of-{n:05d}.parquet``; outputs ``(split, file, rows, bytes)``.
+
+    Each input list holds consecutive rows of one file (a tokenizer batch).
     Rows keep their source order; shard boundaries come from a :class:`ShardPlan`
-    built from per-block row counts, so the bytes do not depend on the runner.
+    built from per-fragment row counts, so the bytes do not depend on the
+    runner, on how rows were batched or on how many workers wrote them.
     """
 
     def __init__(self, folder: str, splits: list[str], schema: pa.Schema, num_shards: int | None, max_shard_bytes: int):
@@ -69,32 +194,30 @@ class WriteShards(beam.PTransform):
         self.folder, self.splits, self.schema = folder, splits, schema
         self.num_shards, self.max_shard_bytes = num_shards, max_shard_bytes
 
-    def _plan(self, block_sizes) -> ShardPlan:
+    def _plan(self, fragments: list[Fragment]) -> ShardPlan:
+        sizes = [(f.key, (f.rows, f.nbytes)) for f in fragments]
         return ShardPlan.from_blocks(
-            self.splits, block_sizes, num_shards=self.num_shards, max_shard_bytes=self.max_shard_bytes
+            self.splits, sizes, num_shards=self.num_shards, max_shard_bytes=self.max_shard_bytes
         )
 
-    def expand(self, rows):
-        by_block = rows | "KeyByBlock" >> beam.Map(
-            lambda r: (block_key(r.origin.split, r.origin.file_index, r.origin.line), r)
-        )
-        plan = beam.pvalue.AsSingleton(
-            by_block
-            | "RowSizes" >> beam.Map(lambda kv: (kv[0], (1, estimate_nbytes(kv[1].row))))
-            | "BlockSizes" >> beam.CombinePerKey(_add_sizes)
-            | "AllBlocks" >> beam.combiners.ToList()
-            | "Plan" >> beam.Map(self._plan)
-        )
+    def expand(self, row_lists):
+        fragments_dir = f"{self.folder}/{FRAGMENTS}"
+        fragments = row_lists | "WriteFragments" >> beam.ParDo(_WriteFragment(fragments_dir, self.schema))
+        all_fragments = beam.pvalue.AsList(fragments)
+        plan = beam.pvalue.AsSingleton(fragments | "AllFragments" >> beam.combiners.ToList()
+                                       | "Plan" >> beam.Map(self._plan))
+        splits = row_lists.pipeline | "Splits" >> beam.Create(self.splits)
         written = (
-            by_block
-            | "GroupBlocks" >> beam.GroupByKey()
-            | "AssignShards" >> beam.ParDo(_AssignShards(), plan=plan)
-            | "GroupShards" >> beam.GroupByKey()
-            | "WriteParquet" >> beam.ParDo(_WriteShard(self.folder, self.schema), plan=plan)
+            splits
+            | "ListShards" >> beam.FlatMap(_shards_of, plan=plan)
+            | "SpreadShards" >> beam.Reshuffle()
+            | "WriteParquet" >> beam.ParDo(_WriteShard(self.folder, self.schema), plan=plan,
+                                           fragments=all_fragments)
         )
-        empty = (
-            rows.pipeline
-            | "Splits" >> beam.Create(self.splits)
-            | "WriteEmptySplits" >> beam.ParDo(_WriteEmptyShard(self.folder, self.schema), plan=plan)
+        _ = (
+            written
+            | "AllWritten" >> beam.combiners.Count.Globally()
+            | "RemoveFragments" >> beam.Map(lambda _: delete_tree(fragments_dir))
         )
+        empty = splits | "WriteEmptySplits" >> beam.ParDo(_WriteEmptyShard(self.folder, self.schema), plan=plan)
         return (written, empty) | "Manifest" >> beam.Flatten()

@@ -102,26 +102,85 @@ class PairPreparer:
         return pair
 
     def prepare(self, batch: list[tuple[RowOrigin, SourceRow]]) -> list[PreparedRow | DeadLetter]:
-        settings = self.settings
-        results: list[PreparedRow | DeadLetter] = []
+        staged = self.stage(batch)
+        return self.finish(staged, self.pair_tokenizer.encode_staged(staged.texts))
+
+    # ``prepare`` in three phases, so that the tokenizer can run on one batch while
+    # Python works on the next (see :class:`OverlappingPreparer`).
+
+    def stage(self, batch: list[tuple[RowOrigin, SourceRow]]) -> "_StagedBatch":
+        """Normalise the rows (invalid ones become dead letters) and render the texts to encode."""
+        dead: list[DeadLetter] = []
         valid: list[tuple[RowOrigin, SourceRow, PreferencePair]] = []
         for origin, source in batch:
             outcome = self._normalize(origin, source)
             if isinstance(outcome, DeadLetter):
-                results.append(outcome)
+                dead.append(outcome)
             else:
                 valid.append((origin, source, outcome))
-        tokenized = self.pair_tokenizer.encode([pair for _, _, pair in valid])
+        return _StagedBatch(dead, valid, self.pair_tokenizer.stage([pair for _, _, pair in valid]))
+
+    def finish(self, staged: "_StagedBatch", ids: list[list[int]]) -> list[PreparedRow | DeadLetter]:
+        """Truncate the tokenized pairs and build the shard rows; dead letters first, then rows in order."""
+        settings = self.settings
+        results: list[PreparedRow | DeadLetter] = list(staged.dead)
+        tokenized = self.pair_tokenizer.assemble(staged.texts, ids)
         eos_id = self.pair_tokenizer.eos_token_id
-        for (origin, source, pair), ids in zip(valid, tokenized):
+        for (origin, source, pair), pair_ids in zip(staged.valid, tokenized):
             try:
                 truncated = truncate_pair(
-                    ids, max_length=settings.max_length, max_prompt_length=settings.max_prompt_length,
+                    pair_ids, max_length=settings.max_length, max_prompt_length=settings.max_prompt_length,
                     poet=settings.poet,
                 )
             except RowRejected as rejected:
                 results.append(DeadLetter(origin, rejected.reason.value, rejected.detail, source.record))
                 continue
             results.append(PreparedRow(origin, to_row(pair, truncated, include_text=settings.include_text),
-                                       _lengths(ids, truncated, eos_id)))
+                                       _lengths(pair_ids, truncated, eos_id)))
         return results
+
+
+@dataclass(frozen=True)
+class _StagedBatch:
+    dead: list[DeadLetter]
+    valid: list[tuple[RowOrigin, SourceRow, PreferencePair]]
+    texts: Any  # the tokenizer's staged texts (transforms.tokenization._Staged)
+
+
+class OverlappingPreparer:
+    """:meth:`PairPreparer.prepare` for a stream of batches, tokenizing one batch while Python works on the others.
+
+    The Rust tokenizer releases the GIL, so while it encodes batch ``i`` in a
+    helper thread, this thread normalises and renders batch ``i + 1`` and
+    truncates batch ``i - 1``: the tokenizer's threads get the cores that
+    Python's single thread leaves idle. Results come out one batch late and in
+    order; :meth:`flush` returns the last batch. Same results as ``prepare``.
+    """
+
+    def __init__(self, preparer: PairPreparer):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.preparer = preparer
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poet-tokenizer")
+        self._pending = None  # (staged batch, future of its ids)
+
+    def push(self, batch: list[tuple[RowOrigin, SourceRow]]) -> list[PreparedRow | DeadLetter]:
+        """Start on ``batch``; return the results of the batch pushed before it (empty for the first)."""
+        staged = self.preparer.stage(batch)
+        future = self._pool.submit(self.preparer.pair_tokenizer.encode_staged, staged.texts)
+        done, self._pending = self._pending, (staged, future)
+        return self.preparer.finish(done[0], done[1].result()) if done else []
+
+    def flush(self) -> list[PreparedRow | DeadLetter]:
+        """The results of the last batch pushed."""
+        done, self._pending = self._pending, None
+        return self.preparer.finish(done[0], done[1].result()) if done else []
+
+    def discard(self) -> None:
+        """Drop the batch in flight, if any (its bundle failed: it will be processed again)."""
+        done, self._pending = self._pending, None
+        if done:
+            done[1].cancel() or done[1].exception()  # wait for the tokenizer to be idle
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
