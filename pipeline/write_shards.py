@@ -72,7 +72,7 @@ def _read_fragment(path: str) -> pa.Table:
 class _ParquetStream:
     def __init__(self, handle, schema: pa.Schema):
         self.handle, self.schema = handle, schema
-        self.writer = None  # opened on the first row: an empty shard is written as pq.write_table writes it
+        self.writer = None  # opened with the first row group (a shard always has rows: see ShardPlan)
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
         self.nbytes = 0
@@ -97,12 +97,7 @@ class _ParquetStream:
     def close(self) -> None:
         if self.pending_rows:
             self._flush()
-        if self.writer is None:
-            buffer = io.BytesIO()
-            pq.write_table(self.schema.empty_table(), buffer, row_group_size=ROW_GROUP_SIZE, **_PARQUET)
-            self.handle.write(buffer.getvalue())
-        else:
-            self.writer.close()
+        self.writer.close()
 
 
 class _WriteFragment(beam.DoFn):
@@ -150,18 +145,6 @@ class _WriteShard(beam.DoFn):
             if start < hi and start + fragment.rows > lo:
                 table = _read_fragment(fragment.path)
                 yield table.slice(max(lo - start, 0), min(hi, start + fragment.rows) - max(lo, start))
-
-
-class _WriteEmptyShard(beam.DoFn):
-    """A split whose every row was dead-lettered still gets one (empty) shard, so it loads."""
-
-    def __init__(self, folder: str, schema: pa.Schema):
-        self.folder, self.schema = folder, schema
-
-    def process(self, split, plan: ShardPlan):
-        if plan.totals[split] == 0:
-            name = shard_file_name(split, 0, 1)
-            yield split, name, 0, write_parquet(f"{self.folder}/{name}", [], self.schema)
 
 
 def _shards_of(split: str, plan: ShardPlan):
@@ -219,5 +202,4 @@ class WriteShards(beam.PTransform):
             | "AllWritten" >> beam.combiners.Count.Globally()
             | "RemoveFragments" >> beam.Map(lambda _: delete_tree(fragments_dir))
         )
-        empty = splits | "WriteEmptySplits" >> beam.ParDo(_WriteEmptyShard(self.folder, self.schema), plan=plan)
-        return (written, empty) | "Manifest" >> beam.Flatten()
+        return written

@@ -185,3 +185,14 @@ def test_existing_output_needs_overwrite_and_a_failed_run_leaves_nothing(tmp_pat
     before = shard_bytes(out)
     assert prepare(out, *args, "--overwrite", "--num-shards", "2") == 0
     assert shard_bytes(out) != before and len(shard_bytes(out)) == 2
+
+
+def test_a_split_with_no_kept_rows_gets_stats_but_no_shard(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "same", "rejected": "same"}) + "\n")
+    assert prepare(tmp_path / "out", "--input", str(SHAREGPT_SAMPLE), "--input", f"test={bad}",
+                   "--tokenizer", str(MINIMIND), "--license", "mit") == 0
+    assert not list((tmp_path / "out" / "data").glob("test-*"))
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["splits"]["test"]["pairs"] == 0 and stats["splits"]["test"]["dead_lettered"] == 1
+    assert list(load_dataset(str(tmp_path / "out"))) == ["train"]
