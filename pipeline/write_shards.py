@@ -120,19 +120,13 @@ class _WriteFragment(beam.DoFn):
                        sum(estimate_nbytes(r.row) for r in rows), path)
 
 
-def _shard_range(plan: ShardPlan, split: str, index: int) -> tuple[int, int]:
-    """Ranks ``[lo, hi)`` of shard ``index``: rank ``r`` goes to shard ``r * n // total``."""
-    n, total = plan.shard_counts[split], plan.totals[split]
-    return -(-index * total // n), -(-(index + 1) * total // n)
-
-
 class _WriteShard(beam.DoFn):
     def __init__(self, folder: str, schema: pa.Schema):
         self.folder, self.schema = folder, schema
 
     def process(self, shard, plan: ShardPlan, fragments: list[Fragment]):
         split, index = shard
-        lo, hi = _shard_range(plan, split, index)
+        lo, hi = plan.rank_range(split, index)
         name = shard_file_name(split, index, plan.shard_counts[split])
         nbytes = write_parquet(f"{self.folder}/{name}", self._pieces(split, lo, hi, plan, fragments), self.schema)
         yield split, name, hi - lo, nbytes
@@ -141,7 +135,7 @@ class _WriteShard(beam.DoFn):
     def _pieces(split: str, lo: int, hi: int, plan: ShardPlan, fragments: list[Fragment]):
         """The rows of ranks ``[lo, hi)``, fragment by fragment."""
         for fragment in sorted((f for f in fragments if f.split == split), key=lambda f: f.key):
-            start = plan.block_offsets[fragment.key]
+            start = plan.fragment_offsets[fragment.key]
             if start < hi and start + fragment.rows > lo:
                 table = _read_fragment(fragment.path)
                 yield table.slice(max(lo - start, 0), min(hi, start + fragment.rows) - max(lo, start))
@@ -179,7 +173,7 @@ class WriteShards(beam.PTransform):
 
     def _plan(self, fragments: list[Fragment]) -> ShardPlan:
         sizes = [(f.key, (f.rows, f.nbytes)) for f in fragments]
-        return ShardPlan.from_blocks(
+        return ShardPlan.from_fragments(
             self.splits, sizes, num_shards=self.num_shards, max_shard_bytes=self.max_shard_bytes
         )
 

@@ -1,10 +1,11 @@
 """Deterministic, balanced shard assignment.
 
-Rows are ordered by their source position ``(file_index, line)``. Counting kept
-rows per block of source lines gives every row its exact rank in the split
-without gathering the split on one worker; rank ``r`` of ``total`` rows goes to
-shard ``r * n // total``, so shards are contiguous, differ by at most one row,
-and do not depend on how the runner ordered or bundled the work.
+Rows are ordered by their source position ``(file_index, line)``. Prepared rows
+are written in fragments of consecutive rows of one file; counting the rows of
+every fragment gives each fragment's first rank in its split, hence every row's
+exact rank, without gathering the split on one worker. Rank ``r`` of ``total``
+rows goes to shard ``r * n // total``, so shards are contiguous, differ by at
+most one row, and do not depend on how the runner ordered or bundled the work.
 """
 
 from __future__ import annotations
@@ -12,13 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-BLOCK_LINES = 4096
-
-BlockKey = tuple  # (split, file_index, line // BLOCK_LINES)
-
-
-def block_key(split: str, file_index: int, line: int) -> BlockKey:
-    return (split, file_index, line // BLOCK_LINES)
+FragmentKey = tuple  # (split, file_index, first line of the fragment)
 
 
 def shard_file_name(split: str, index: int, count: int) -> str:
@@ -27,26 +22,30 @@ def shard_file_name(split: str, index: int, count: int) -> str:
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """How many shards each split gets and where each block of rows starts."""
+    """How many shards each split gets and at which rank each fragment of rows starts."""
 
     shard_counts: dict[str, int]
     totals: dict[str, int]
-    block_offsets: dict[BlockKey, int]
+    fragment_offsets: dict[FragmentKey, int]
 
     @classmethod
-    def from_blocks(
+    def from_fragments(
         cls,
         splits: list[str],
-        block_sizes: list[tuple[BlockKey, tuple[int, int]]],
+        fragment_sizes: list[tuple[FragmentKey, tuple[int, int]]],
         *,
         num_shards: int | None,
         max_shard_bytes: int,
     ) -> "ShardPlan":
-        """``block_sizes`` holds ``(block, (rows, estimated_bytes))`` for every non-empty block."""
+        """``fragment_sizes`` holds ``(fragment, (rows, estimated_bytes))`` for every non-empty fragment.
+
+        A split gets ``num_shards`` shards, or as many as its estimated Arrow size
+        needs, but never more than it has rows: every shard holds at least one row.
+        """
         totals = {split: 0 for split in splits}
         nbytes = {split: 0 for split in splits}
         offsets = {}
-        for key, (rows, size) in sorted(block_sizes):
+        for key, (rows, size) in sorted(fragment_sizes):
             split = key[0]
             offsets[key] = totals[split]
             totals[split] += rows
@@ -57,7 +56,7 @@ class ShardPlan:
             counts[split] = max(1, min(wanted, totals[split]))
         return cls(counts, totals, offsets)
 
-    def shard_of(self, key: BlockKey, position_in_block: int) -> int:
-        split = key[0]
-        rank = self.block_offsets[key] + position_in_block
-        return rank * self.shard_counts[split] // self.totals[split]
+    def rank_range(self, split: str, index: int) -> tuple[int, int]:
+        """Ranks ``[lo, hi)`` of shard ``index``: exactly the ranks ``r`` with ``r * n // total == index``."""
+        n, total = self.shard_counts[split], self.totals[split]
+        return -(-index * total // n), -(-(index + 1) * total // n)
