@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -44,6 +44,15 @@ class PreferencePair:
         """A stable hash of the pair's content: the same pair gets the same id in any file or format."""
         canonical = json.dumps([self.prompt, self.chosen, self.rejected], ensure_ascii=False, sort_keys=True)
         return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def common_prefix_length(a: Sequence, b: Sequence) -> int:
+    """Number of leading elements (characters, messages or token ids) ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 # --------------------------------------------------------------------------- detection
@@ -170,7 +179,7 @@ def _ultrafeedback(record: Mapping) -> PreferencePair:
 def _hh_rlhf(record: Mapping) -> PreferencePair:
     """Anthropic HH-RLHF transcript, split as TRL's ``examples/datasets/hh-rlhf-helpful-base.py``."""
     chosen, rejected = _text(record, "chosen"), _text(record, "rejected")
-    common = chosen[: next((i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b), min(len(chosen), len(rejected)))]
+    common = chosen[: common_prefix_length(chosen, rejected)]
     if not common.endswith(_HH_ASSISTANT):
         cut = common.rfind(_HH_ASSISTANT)
         if cut < 0:

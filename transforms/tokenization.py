@@ -17,7 +17,7 @@ from pathlib import Path
 
 from transforms.errors import UserError
 from transforms.exact_shortcuts import ChatRenderer, plain_messages, rust_backend, split_point, split_safe_tokens
-from transforms.formats import PreferencePair
+from transforms.formats import PreferencePair, common_prefix_length
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,6 @@ class TokenizedPair:
     prompt_ids: list[int]
     chosen_ids: list[int]
     rejected_ids: list[int]
-
-
-def common_prefix_length(ids: Sequence[int], other: Sequence[int]) -> int:
-    n = min(len(ids), len(other))
-    for i in range(n):
-        if ids[i] != other[i]:
-            return i
-    return n
 
 
 def load_tokenizer(name_or_path: str):
