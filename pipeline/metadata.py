@@ -54,8 +54,7 @@ class _WriteMetadata(beam.DoFn):
         split_stats = {split: stats.get(split, LengthStats()) for split in self.splits}
         sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
         document = build_stats_document(split_stats, shards, self.run, sizes)
-        repo_id = self.repo_id or self.run.get("options", {}).get("push_to_hub")
-        write_metadata(self.folder, document, self.features, repo_id)
+        write_metadata(self.folder, document, self.features, self.repo_id)
         yield document
 
 

@@ -68,7 +68,9 @@ class PrepareDataset(beam.PTransform):
         dead_letters | "WriteDeadLetters" >> WriteDeadLetters(self.folder)
         rows = row_lists | "Rows" >> beam.FlatMap(lambda row_list: row_list)
         stats = (rows, dead_letters) | "LengthStats" >> ComputeLengthStats()
-        return (stats, shards) | "WriteMetadata" >> WriteDatasetMetadata(self.folder, config.splits, self.run, features)
+        return (stats, shards) | "WriteMetadata" >> WriteDatasetMetadata(
+            self.folder, config.splits, self.run, features, repo_id=config.push_to_hub
+        )
 
 
 def choose_runner(options: PipelineOptions):

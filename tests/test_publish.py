@@ -430,3 +430,14 @@ def test_publishing_needs_a_license(hub, prepared, repo_id):
     with pytest.raises(UserError, match="--license"):
         publish(prepared, repo_id, token=ALICE)
     assert not any(route == "commit" for route, *_ in hub.requests)
+
+
+def test_prepare_push_to_hub_publishes_a_card_that_names_the_repo(hub, repo_id, tmp_path, monkeypatch):
+    from conftest import MINIMIND, SHAREGPT_SAMPLE, prepare
+
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    assert prepare(tmp_path / "out", "--input", str(SHAREGPT_SAMPLE), "--tokenizer", str(MINIMIND),
+                   "--license", "apache-2.0", "--push-to-hub", repo_id) == 0
+    card = hub.files(repo_id)["README.md"].decode()
+    assert f'load_dataset("{repo_id}")' in card
+    assert card == (tmp_path / "out" / "README.md").read_text()
