@@ -101,12 +101,9 @@ class PairPreparer:
                               source.record)
         return pair
 
-    def prepare(self, batch: list[tuple[RowOrigin, SourceRow]]) -> list[PreparedRow | DeadLetter]:
-        staged = self.stage(batch)
-        return self.finish(staged, self.pair_tokenizer.encode_staged(staged.texts))
-
-    # ``prepare`` in three phases, so that the tokenizer can run on one batch while
-    # Python works on the next (see :class:`OverlappingPreparer`).
+    # Three phases: ``stage`` and ``finish`` are Python, ``pair_tokenizer.encode_staged`` runs in the
+    # Rust tokenizer between them, so it can run on one batch while Python works on the next
+    # (see :class:`OverlappingPreparer`).
 
     def stage(self, batch: list[tuple[RowOrigin, SourceRow]]) -> "_StagedBatch":
         """Normalise the rows (invalid ones become dead letters) and render the texts to encode."""
@@ -148,13 +145,13 @@ class _StagedBatch:
 
 
 class OverlappingPreparer:
-    """:meth:`PairPreparer.prepare` for a stream of batches, tokenizing one batch while Python works on the others.
+    """A :class:`PairPreparer` for a stream of batches, tokenizing one batch while Python works on the others.
 
     The Rust tokenizer releases the GIL, so while it encodes batch ``i`` in a
     helper thread, this thread normalises and renders batch ``i + 1`` and
     truncates batch ``i - 1``: the tokenizer's threads get the cores that
     Python's single thread leaves idle. Results come out one batch late and in
-    order; :meth:`flush` returns the last batch. Same results as ``prepare``.
+    order; :meth:`flush` returns the last batch. Same results as stage, encode and finish in turn.
     """
 
     def __init__(self, preparer: PairPreparer):
@@ -169,12 +166,18 @@ class OverlappingPreparer:
         staged = self.preparer.stage(batch)
         future = self._pool.submit(self.preparer.pair_tokenizer.encode_staged, staged.texts)
         done, self._pending = self._pending, (staged, future)
-        return self.preparer.finish(done[0], done[1].result()) if done else []
+        return self._finish(done)
 
     def flush(self) -> list[PreparedRow | DeadLetter]:
         """The results of the last batch pushed."""
         done, self._pending = self._pending, None
-        return self.preparer.finish(done[0], done[1].result()) if done else []
+        return self._finish(done)
+
+    def _finish(self, done) -> list[PreparedRow | DeadLetter]:
+        if done is None:
+            return []
+        staged, future = done
+        return self.preparer.finish(staged, future.result())
 
     def discard(self) -> None:
         """Drop the batch in flight, if any (its bundle failed: it will be processed again)."""
