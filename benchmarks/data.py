@@ -57,9 +57,9 @@ def tiny(rows: int = 16, folder: Path = WORK) -> Path:
 
 def read_pairs(path: Path):
     """The valid pairs of a file, normalised as ``poet prepare`` does (invalid rows skipped)."""
-    from transforms.formats import normalize
-    from transforms.readers import iter_rows
-    from transforms.reasons import RowRejected
+    from poet.transforms.formats import normalize
+    from poet.transforms.readers import iter_rows
+    from poet.transforms.reasons import RowRejected
 
     pairs = []
     with open(path, "rb") as stream:

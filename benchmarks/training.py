@@ -67,8 +67,8 @@ def train_poet(args: dict) -> dict:
     import torch  # noqa: F401 - imports are not timed
 
     from benchmarks.workloads import _rss_mb
-    from trainer.cli import add_arguments, config_from_args
-    from trainer.train import train
+    from poet.trainer.cli import add_arguments, config_from_args
+    from poet.trainer.train import train
 
     rows = _subset(args["data"])
     parser = argparse.ArgumentParser()

@@ -33,8 +33,8 @@ def prepare(args: dict) -> dict:
     import apache_beam  # noqa: F401 - imports are not timed
     import transformers.models.auto.tokenization_auto  # noqa: F401
 
-    from pipeline.options import add_arguments, config_from_args
-    from pipeline.pipeline import run
+    from poet.pipeline.options import add_arguments, config_from_args
+    from poet.pipeline.pipeline import run
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -71,7 +71,7 @@ def _texts(pairs, tokenizer) -> list[str]:
 def ceiling(args: dict) -> dict:
     """The same pairs' texts, rendered beforehand, encoded by one batched fast-tokenizer call: no Beam, no I/O."""
     from benchmarks.data import read_pairs
-    from transforms.tokenization import load_tokenizer
+    from poet.transforms.tokenization import load_tokenizer
 
     tokenizer = load_tokenizer(args["tokenizer"])
     pairs = read_pairs(args["input"])
@@ -109,7 +109,7 @@ def trl_prepare(args: dict) -> dict:
     from trl.trainer.dpo_trainer import DPOTrainer
 
     from benchmarks.data import read_pairs
-    from transforms.tokenization import load_tokenizer
+    from poet.transforms.tokenization import load_tokenizer
 
     disable_progress_bars()
     tokenizer = load_tokenizer(args["tokenizer"])

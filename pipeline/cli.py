@@ -12,14 +12,14 @@ import importlib
 import os
 import sys
 
-from transforms.errors import UserError
+from poet.transforms.errors import UserError
 
 # sub-command -> (module, one-line help)
 SUBCOMMANDS = {
-    "prepare": ("pipeline.prepare_command", "tokenize, POET-truncate and shard preference pairs (Apache Beam)"),
-    "stats": ("pipeline.stats_command", "print the length statistics of a prepared folder or Hub dataset"),
-    "publish": ("pipeline.publish_command", "publish a prepared folder to the Hugging Face Hub in one atomic commit"),
-    "train": ("trainer.cli", "train a causal LM with DPO, SimPO or AlphaPO on prepared shards"),
+    "prepare": ("poet.pipeline.prepare_command", "tokenize, POET-truncate and shard preference pairs (Apache Beam)"),
+    "stats": ("poet.pipeline.stats_command", "print the length statistics of a prepared folder or Hub dataset"),
+    "publish": ("poet.pipeline.publish_command", "publish a prepared folder to the Hugging Face Hub in one atomic commit"),
+    "train": ("poet.trainer.cli", "train a causal LM with DPO, SimPO or AlphaPO on prepared shards"),
 }
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from transforms.errors import UserError
+from poet.transforms.errors import UserError
 
 PREPARED_FILES = ("README.md", "stats.json", "plots/*", "data/*.parquet")
 """What a prepared folder shares (fnmatch patterns relative to the folder)."""

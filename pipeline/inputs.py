@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.options import PrepareConfig
-from transforms.errors import UserError
-from transforms.formats import normalize
-from transforms.readers import SUFFIXES, is_supported, iter_rows
-from transforms.reasons import RowRejected
+from poet.pipeline.options import PrepareConfig
+from poet.transforms.errors import UserError
+from poet.transforms.formats import normalize
+from poet.transforms.readers import SUFFIXES, is_supported, iter_rows
+from poet.transforms.reasons import RowRejected
 
 PEEK_ROWS = 200
 

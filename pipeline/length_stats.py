@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from transforms.stats import LengthStats, PairLengths
+from poet.transforms.stats import LengthStats, PairLengths
 
 
 class _LengthStatsFn(beam.CombineFn):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.stats import LengthStats
-from transforms.stats_file import STATS_FILE, build_stats_document, dumps
+from poet.transforms.stats import LengthStats
+from poet.transforms.stats_file import STATS_FILE, build_stats_document, dumps
 
 CARD_FILE = "README.md"
 
@@ -37,8 +37,8 @@ def file_sizes(folder: str, names: list[str]) -> dict[str, int]:
 
 def write_metadata(folder: str, document: dict, features, repo_id: str | None = None) -> None:
     """Write the plots, ``README.md`` and, last, ``stats.json`` (whose presence marks a finished folder)."""
-    from transforms.card import render_card
-    from transforms.plots import render_plots
+    from poet.transforms.card import render_card
+    from poet.transforms.plots import render_plots
 
     for path, png in render_plots(document).items():
         write_bytes(f"{folder}/{path}", png)

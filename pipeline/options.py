@@ -11,8 +11,8 @@ import argparse
 import re
 from dataclasses import dataclass
 
-from transforms.errors import UserError
-from transforms.formats import FORMATS
+from poet.transforms.errors import UserError
+from poet.transforms.formats import FORMATS
 
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_MAX_SHARD_SIZE = "500MB"

@@ -13,7 +13,7 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.errors import UserError
+from poet.transforms.errors import UserError
 
 
 def _is_local(path: str) -> bool:

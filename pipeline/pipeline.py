@@ -15,21 +15,21 @@ import logging
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.dead_letters import WriteDeadLetters
-from pipeline.inputs import InputPlan, plan_inputs
-from pipeline.length_stats import ComputeLengthStats
-from pipeline.metadata import WriteDatasetMetadata
-from pipeline.options import PrepareConfig
-from pipeline.output import check_output, commit, discard, staging_folder
-from pipeline.prepare_pairs import DEAD, PreparePairs
-from pipeline.read import ReadPreferenceFiles
-from pipeline.tokenizer_source import TokenizerSource
-from pipeline.write_shards import WriteShards
-from transforms.errors import UserError
-from transforms.prepare import PrepareSettings
-from transforms.schema import preference_features
-from transforms.stats_file import STATS_FILE
-from transforms.tokenization import tokenizer_fingerprint
+from poet.pipeline.dead_letters import WriteDeadLetters
+from poet.pipeline.inputs import InputPlan, plan_inputs
+from poet.pipeline.length_stats import ComputeLengthStats
+from poet.pipeline.metadata import WriteDatasetMetadata
+from poet.pipeline.options import PrepareConfig
+from poet.pipeline.output import check_output, commit, discard, staging_folder
+from poet.pipeline.prepare_pairs import DEAD, PreparePairs
+from poet.pipeline.read import ReadPreferenceFiles
+from poet.pipeline.tokenizer_source import TokenizerSource
+from poet.pipeline.write_shards import WriteShards
+from poet.transforms.errors import UserError
+from poet.transforms.prepare import PrepareSettings
+from poet.transforms.schema import preference_features
+from poet.transforms.stats_file import STATS_FILE
+from poet.transforms.tokenization import tokenizer_fingerprint
 
 _log = logging.getLogger("poet")
 _VERSIONED = ("poet-data", "apache-beam", "transformers", "tokenizers", "datasets", "pyarrow")

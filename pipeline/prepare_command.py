@@ -12,8 +12,8 @@ import logging
 import os
 import sys
 
-from pipeline.options import add_arguments as _add_prepare_arguments
-from pipeline.options import config_from_args
+from poet.pipeline.options import add_arguments as _add_prepare_arguments
+from poet.pipeline.options import config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +33,14 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # "PyTorch was not found": not needed here
     config = config_from_args(args)
 
-    from pipeline.pipeline import run as run_pipeline
-    from transforms.stats_table import render
+    from poet.pipeline.pipeline import run as run_pipeline
+    from poet.transforms.stats_table import render
 
     document = run_pipeline(config, args.beam_args)
     print(render(document))
     print(f"\nwrote {config.output}")
     if config.push_to_hub:
-        from pipeline.publish import publish
+        from poet.pipeline.publish import publish
 
         result = publish(config.output, config.push_to_hub)
         print(result)

@@ -8,9 +8,9 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline.read import RowBatch
-from pipeline.tokenizer_source import TokenizerSource
-from transforms.prepare import DeadLetter, OverlappingPreparer, PairPreparer, PrepareSettings
+from poet.pipeline.read import RowBatch
+from poet.pipeline.tokenizer_source import TokenizerSource
+from poet.transforms.prepare import DeadLetter, OverlappingPreparer, PairPreparer, PrepareSettings
 
 DEAD = "dead_letters"
 _log = logging.getLogger("poet")

@@ -49,8 +49,8 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from pipeline.hub import copy_prepared, prepared_paths
-from transforms.errors import UserError
+from poet.pipeline.hub import copy_prepared, prepared_paths
+from poet.transforms.errors import UserError
 
 SHARD = re.compile(r"data/(?P<split>[^/]+?)-\d{5}-of-\d{5}\.parquet")
 RETRIED_STATUSES = frozenset({409, 412, 429, 500, 502, 503, 504})

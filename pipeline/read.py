@@ -6,8 +6,8 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.prepare import RowOrigin
-from transforms.readers import iter_rows
+from poet.transforms.prepare import RowOrigin
+from poet.transforms.readers import iter_rows
 
 
 class RowBatch(list):

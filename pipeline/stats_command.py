@@ -13,10 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.hub import fetch_prepared
-    from transforms.stats_file import STATS_FILE
-    from transforms.stats_table import render
-    from transforms.errors import UserError
+    from poet.pipeline.hub import fetch_prepared
+    from poet.transforms.stats_file import STATS_FILE
+    from poet.transforms.stats_table import render
+    from poet.transforms.errors import UserError
 
     folder = fetch_prepared(args.dataset, revision=args.revision, only=(STATS_FILE,))  # never the shards
     path = folder / STATS_FILE

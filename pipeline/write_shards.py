@@ -23,8 +23,8 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.schema import estimate_nbytes
-from transforms.sharding import ShardPlan, shard_file_name
+from poet.transforms.schema import estimate_nbytes
+from poet.transforms.sharding import ShardPlan, shard_file_name
 
 ROW_GROUP_SIZE = 1000  # rows per Parquet row group: small enough for streaming reads
 FRAGMENTS = ".poet-fragments"  # inside the staging folder; removed before the folder is committed

@@ -26,7 +26,7 @@ GPT2 = ASSETS / "tokenizers" / "gpt2"
 
 def prepare(output: Path, *args: str) -> int:
     """Run ``poet prepare`` in-process with the given arguments."""
-    from pipeline.cli import main
+    from poet.pipeline.cli import main
 
     return main(["prepare", "--output", str(output), *args])
 
@@ -71,9 +71,9 @@ def read_pairs(path: Path, fmt: str | None = None, limit: int | None = None):
     """Normalised pairs of a bundled file (invalid rows skipped)."""
     import itertools
 
-    from transforms.formats import normalize
-    from transforms.readers import iter_rows
-    from transforms.reasons import RowRejected
+    from poet.transforms.formats import normalize
+    from poet.transforms.readers import iter_rows
+    from poet.transforms.reasons import RowRejected
 
     pairs = []
     with open(path, "rb") as stream:

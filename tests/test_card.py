@@ -20,10 +20,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import HH_SAMPLE, MINIMIND, prepare
-from transforms.card import card_metadata, fenced, md_code, md_text, one_line, render_card, yaml_header
-from transforms.schema import preference_features
-from transforms.stats import LengthStats
-from transforms.stats_file import build_stats_document
+from poet.transforms.card import card_metadata, fenced, md_code, md_text, one_line, render_card, yaml_header
+from poet.transforms.schema import preference_features
+from poet.transforms.stats import LengthStats
+from poet.transforms.stats_file import build_stats_document
 
 FEATURES = preference_features(conversational=True, include_text=True)
 SECTIONS = ["The POET rule", "Columns", "Statistics", "Load it", "Train on it", "Provenance"]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from transforms.formats import detect_format, extract_prompt, normalize
-from transforms.reasons import Reason, RowRejected
+from poet.transforms.formats import detect_format, extract_prompt, normalize
+from poet.transforms.reasons import Reason, RowRejected
 
 SKY = [{"role": "user", "content": "What color is the sky?"}]
 BLUE = [{"role": "assistant", "content": "It is blue."}]

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.losses import alphapo_loss, dpo_loss, simpo_loss
+from poet.trainer.losses import alphapo_loss, dpo_loss, simpo_loss
 
 
 # -- independent references: numpy float64, the formulas as written in the issue ---------------------------

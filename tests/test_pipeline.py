@@ -10,8 +10,8 @@ import pytest
 from datasets import load_dataset
 
 from conftest import GPT2, HH_SAMPLE, MINIMIND, SHAREGPT_SAMPLE, prepare, trl_reference_ids
-from transforms.formats import PreferencePair
-from transforms.tokenization import load_tokenizer
+from poet.transforms.formats import PreferencePair
+from poet.transforms.tokenization import load_tokenizer
 
 COLUMNS = ["id", "prompt_ids", "chosen_ids", "rejected_ids", "prompt_length", "chosen_length_orig",
            "rejected_length_orig", "poet_length", "prompt", "chosen", "rejected"]
@@ -93,7 +93,7 @@ def test_shards_are_deterministic_balanced_and_in_source_order(tmp_path):
     assert b"huggingface" in schema.metadata
     ids = [r["id"] for r in load_dataset(str(tmp_path / "a"), split="train")]
     records = json.loads(SHAREGPT_SAMPLE.read_text())
-    from transforms.formats import normalize
+    from poet.transforms.formats import normalize
 
     assert ids == [normalize(r).content_id() for i, r in enumerate(records, 1) if i not in dead_lines]
 
@@ -172,12 +172,12 @@ def test_existing_output_needs_overwrite_and_a_failed_run_leaves_nothing(tmp_pat
     assert prepare(out, *args) == 2
     assert "--overwrite" in capsys.readouterr().err
 
-    import pipeline.write_shards
+    import poet.pipeline.write_shards
 
     def crash(*_, **__):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pipeline.write_shards, "write_parquet", crash)
+    monkeypatch.setattr(poet.pipeline.write_shards, "write_parquet", crash)
     with pytest.raises(Exception, match="disk full"):
         prepare(tmp_path / "crashed", *args)
     assert list(tmp_path.iterdir()) == [out]

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from transforms.plots import chosen_vs_rejected_png, lengths_png, plot_paths, render_plots
-from transforms.stats import LengthStats, PairLengths
-from transforms.stats_file import build_stats_document
+from poet.transforms.plots import chosen_vs_rejected_png, lengths_png, plot_paths, render_plots
+from poet.transforms.stats import LengthStats, PairLengths
+from poet.transforms.stats_file import build_stats_document
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

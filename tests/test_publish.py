@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 from hub_server import GITATTRIBUTES, USERS
 
-from pipeline import publish_command
-from pipeline.hub import fetch_prepared
-from pipeline.publish import publish
-from transforms.errors import UserError
+from poet.pipeline import publish_command
+from poet.pipeline.hub import fetch_prepared
+from poet.pipeline.publish import publish
+from poet.transforms.errors import UserError
 
 ALICE, BOB = USERS["alice"], USERS["bob"]
 SCHEMA = pa.schema([
@@ -405,7 +405,7 @@ def test_a_real_prepared_folder_round_trips_through_the_hub(hub, prepared_sample
     """prepare -> publish (one commit, then a no-op) -> load_dataset / poet stats / poet train by repo id."""
     import datasets
 
-    from pipeline.cli import main
+    from poet.pipeline.cli import main
 
     folder = Path(shutil.copytree(prepared_sample, tmp_path / "prepared"))
     assert publish(folder, repo_id, token=ALICE).changed

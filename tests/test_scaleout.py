@@ -23,7 +23,7 @@ import pytest
 
 from conftest import HH_SAMPLE, MINIMIND, REPO, SHAREGPT_SAMPLE, prepare
 
-PROJECT_PACKAGES = ("pipeline", "transforms", "trainer", "dataset_cards")
+PROJECT_PACKAGES = ("poet.pipeline", "poet.transforms", "poet.trainer", "poet.dataset_cards")
 
 
 def dataset_files(folder: Path) -> dict[str, bytes]:
@@ -58,7 +58,7 @@ def _site_without_the_project(target: Path) -> Path:
     site = Path(sysconfig.get_paths()["purelib"])
     for entry in site.iterdir():
         name = entry.name
-        if (name in PROJECT_PACKAGES or name.startswith(("__editable__", "poet_data")) or name.endswith(".pth")
+        if (name == "poet" or name.startswith(("__editable__", "poet_data")) or name.endswith(".pth")
                 or name == "__pycache__"):
             continue
         (target / name).symlink_to(entry)
@@ -92,10 +92,13 @@ def test_the_sdist_alone_in_a_fresh_environment_runs_the_pipeline(tmp_path, prep
     env.update(HF_HUB_OFFLINE="1", PYTHONNOUSERSITE="1")
     elsewhere = tmp_path / "elsewhere"  # a working directory with no project files in it
     elsewhere.mkdir()
+    before = {entry.name for entry in fresh_site.iterdir()}
     _run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--no-build-isolation", "--quiet",
           "--disable-pip-version-check", sdist], elsewhere, env)
 
-    # 3. The project comes from the sdist install, and nowhere else.
+    # 3. The install adds one top-level name, `poet`, and the project comes from it and nowhere else.
+    added = {entry.name for entry in fresh_site.iterdir()} - before
+    assert {name for name in added if not name.endswith(".dist-info")} == {"poet"}
     where = json.loads(_run([python, "-c", (
         "import importlib, json, importlib.metadata as m; "
         f"print(json.dumps({{n: importlib.import_module(n).__file__ for n in {PROJECT_PACKAGES!r}}}"

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transforms.sharding import ShardPlan
+from poet.transforms.sharding import ShardPlan
 
 
 @given(st.lists(st.integers(1, 50), min_size=1, max_size=20), st.one_of(st.none(), st.integers(1, 40)))

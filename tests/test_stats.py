@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import HH_SAMPLE, MINIMIND
-from transforms.stats import JOINT_EDGES, PERCENTILES, QUANTITIES, LengthStats, PairLengths, joint_bin, summarize
-from transforms.stats_file import STATS_FILE, build_stats_document, dumps
-from transforms.stats_table import render
+from poet.transforms.stats import JOINT_EDGES, PERCENTILES, QUANTITIES, LengthStats, PairLengths, joint_bin, summarize
+from poet.transforms.stats_file import STATS_FILE, build_stats_document, dumps
+from poet.transforms.stats_table import render
 
 MAX_LENGTH = 512  # the fixtures' --max-length
 LENGTH_COLUMNS = {"prompt": "prompt_length", "chosen": "chosen_length_orig", "rejected": "rejected_length_orig",
@@ -81,7 +81,7 @@ def pct(part: int, total: int) -> float:
 
 @pytest.fixture(scope="module")
 def eos_id() -> int:
-    from transforms.tokenization import load_tokenizer
+    from poet.transforms.tokenization import load_tokenizer
 
     return load_tokenizer(str(MINIMIND)).eos_token_id
 
@@ -226,7 +226,7 @@ def test_run_provenance_is_recorded(prepared_sample):
 
 
 def test_poet_stats_prints_the_table(prepared, capsys):
-    from pipeline.cli import main
+    from poet.pipeline.cli import main
 
     mode, folder = prepared
     assert main(["stats", str(folder)]) == 0

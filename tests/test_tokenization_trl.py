@@ -3,9 +3,9 @@
 import pytest
 
 from conftest import GPT2, HH_SAMPLE, MINIMIND, PHI3, SHAREGPT_SAMPLE, SMOLLM2, read_pairs, trl_reference_ids
-from transforms.formats import PreferencePair
-from transforms.formats import common_prefix_length
-from transforms.tokenization import PairTokenizer, load_tokenizer
+from poet.transforms.formats import PreferencePair
+from poet.transforms.formats import common_prefix_length
+from poet.transforms.tokenization import PairTokenizer, load_tokenizer
 
 
 def assert_same_as_trl(tokenizer, pairs):

@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from trainer.data import BatchPlan, Pairs, Ragged, collate
-from trainer.logps import completion_logps
+from poet.trainer.data import BatchPlan, Pairs, Ragged, collate
+from poet.trainer.logps import completion_logps
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMIND = REPO / "tests" / "assets" / "tokenizers" / "minimind-chatml"
@@ -91,7 +91,7 @@ def shards(tmp_path_factory) -> dict[str, Path]:
 
 def poet_train(*args, capsys=None) -> tuple[int, str]:
     """Run ``poet train`` in-process; returns the exit code and what it printed to stderr."""
-    from pipeline.cli import main
+    from poet.pipeline.cli import main
 
     code = main(["train", *map(str, args)])
     return code, capsys.readouterr().err if capsys else ""
@@ -234,7 +234,7 @@ def test_trains_on_a_hub_repo_id_like_on_the_local_folder(hub, prepared_sample, 
     """``--data user/name`` reads the published shards through HF_ENDPOINT and trains on the same rows."""
     from hub_server import USERS
 
-    from pipeline.publish import publish
+    from poet.pipeline.publish import publish
 
     repo_id = "alice/hh-minimind-poet"
     publish(prepared_sample, repo_id, token=USERS["alice"])
@@ -278,7 +278,7 @@ def test_reference_columns_in_the_shards_are_used_without_loading_a_reference(ti
     def no_reference(*args, **kwargs):
         raise AssertionError("a reference model was loaded although the shards carry reference log-probs")
 
-    monkeypatch.setattr("trainer.train.load_reference", no_reference)
+    monkeypatch.setattr("poet.trainer.train.load_reference", no_reference)
     assert poet_train(*run_args(data, tiny_model, tmp_path / "out", "--max-steps", 1))[0] == 0
     first = metrics(tmp_path / "out")[0]
     assert math.isclose(first["rewards/chosen"], 0.1 * (first["logps/chosen"] + 50.0), rel_tol=1e-6)
@@ -295,7 +295,7 @@ def test_accelerate_launch_two_cpu_processes_match_one_process(shards, tiny_mode
     args[args.index("--batch-size") + 1] = 2
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "-m", "pipeline.cli", "train", *map(str, args)]  # fmt: skip
+              "-m", "poet.pipeline.cli", "train", *map(str, args)]  # fmt: skip
     # No GPU visible: the trainer then runs each rank on CPU (gloo), even on a machine that has one.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "HF_HOME": str(tmp_path / "hf-home")}  # fmt: skip
@@ -313,7 +313,7 @@ def test_accelerate_launch_two_cpu_processes_match_one_process(shards, tiny_mode
 def test_cli_resolves_per_loss_defaults_and_gamma_beta_ratio(args, beta, gamma):
     import argparse
 
-    from trainer.cli import add_arguments, config_from_args
+    from poet.trainer.cli import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

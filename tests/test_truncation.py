@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.reasons import Reason, RowRejected
-from transforms.tokenization import TokenizedPair
-from transforms.truncation import poet_truncate, truncate_pair
+from poet.transforms.reasons import Reason, RowRejected
+from poet.transforms.tokenization import TokenizedPair
+from poet.transforms.truncation import poet_truncate, truncate_pair
 
 EOS = 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transforms.errors import UserError
+from poet.transforms.errors import UserError
 
 STATE_FILE = "trainer_state.json"
 

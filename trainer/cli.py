@@ -1,7 +1,7 @@
 """Train a causal LM with DPO, SimPO or AlphaPO on prepared shards (a folder or a Hub dataset repo id).
 
 Runs on one process as is, and on several through a launcher, e.g.
-``accelerate launch --multi_gpu --num_processes 2 -m pipeline.cli train ...`` (on a machine without GPUs the
+``accelerate launch --multi_gpu --num_processes 2 -m poet.pipeline.cli train ...`` (on a machine without GPUs the
 processes train on CPU): data are sharded across ranks and metrics reduced over them.
 """
 
@@ -11,8 +11,8 @@ import argparse
 import math
 from pathlib import Path
 
-from trainer.config import DTYPES, LOSS_DEFAULTS, LOSSES, TrainConfig
-from transforms.errors import UserError
+from poet.trainer.config import DTYPES, LOSS_DEFAULTS, LOSSES, TrainConfig
+from poet.transforms.errors import UserError
 
 
 def _per_loss(name: str) -> str:
@@ -86,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from trainer.train import train  # torch and transformers load here, not for `poet --help`
+    from poet.trainer.train import train  # torch and transformers load here, not for `poet --help`
 
     train(config)
     return 0

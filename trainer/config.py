@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from transforms.errors import UserError
+from poet.transforms.errors import UserError
 
 LOSSES = ("dpo", "simpo", "alphapo")
 DTYPES = ("float32", "bfloat16", "float16", "float64", "auto")

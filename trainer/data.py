@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from trainer.logps import Batch
-from transforms.errors import UserError
+from poet.trainer.logps import Batch
+from poet.transforms.errors import UserError
 
 ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")

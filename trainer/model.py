@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from trainer.data import Pairs
-from transforms.errors import UserError
+from poet.trainer.data import Pairs
+from poet.transforms.errors import UserError
 
 
 def load_model(name_or_path: str, dtype: str, gguf_file: str | None = None) -> PreTrainedModel:

@@ -22,15 +22,15 @@ from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from trainer import losses
-from trainer.checkpoint import load_checkpoint, read_state, save_checkpoint
-from trainer.config import TrainConfig
-from trainer.data import BatchPlan, Pairs, collate, load_pairs, sharded_batches
-from trainer.logps import Batch, completion_logps
-from trainer.metrics import PAIR_METRICS, MetricSums, MetricsLog
-from trainer.model import check_fits, load_model, load_reference, load_tokenizer, pad_token_id
-from trainer.plots import plot_curves
-from transforms.errors import UserError
+from poet.trainer import losses
+from poet.trainer.checkpoint import load_checkpoint, read_state, save_checkpoint
+from poet.trainer.config import TrainConfig
+from poet.trainer.data import BatchPlan, Pairs, collate, load_pairs, sharded_batches
+from poet.trainer.logps import Batch, completion_logps
+from poet.trainer.metrics import PAIR_METRICS, MetricSums, MetricsLog
+from poet.trainer.model import check_fits, load_model, load_reference, load_tokenizer, pad_token_id
+from poet.trainer.plots import plot_curves
+from poet.transforms.errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "training_curves.png"

@@ -20,9 +20,9 @@ import shlex
 
 import yaml
 
-from transforms.plots import plot_paths
-from transforms.stats import PERCENTILES, QUANTITIES
-from transforms.stats_table import format_number, format_pct
+from poet.transforms.plots import plot_paths
+from poet.transforms.stats import PERCENTILES, QUANTITIES
+from poet.transforms.stats_table import format_number, format_pct
 
 TEMPLATE = "README.md.j2"
 PAPER_URL = "https://arxiv.org/abs/2506.09457"
@@ -275,7 +275,7 @@ def _environment():
 
     environment = jinja2.Environment(
         loader=jinja2.FunctionLoader(
-            lambda name: importlib.resources.files("dataset_cards").joinpath(name).read_text(encoding="utf-8")
+            lambda name: importlib.resources.files("poet.dataset_cards").joinpath(name).read_text(encoding="utf-8")
         ),
         autoescape=False,  # Markdown, not HTML: values are escaped by the filters below, explicitly
         undefined=jinja2.StrictUndefined,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from transforms.reasons import Reason, RowRejected
+from poet.transforms.reasons import Reason, RowRejected
 
 Message = dict[str, str]
 Text = Union[str, list[Message]]

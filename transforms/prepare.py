@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from transforms.formats import PreferencePair, normalize
-from transforms.readers import SourceRow
-from transforms.reasons import Reason, RowRejected
-from transforms.schema import to_row
-from transforms.stats import PairLengths
-from transforms.tokenization import PairTokenizer, TokenizedPair
-from transforms.truncation import TruncatedPair, truncate_pair
+from poet.transforms.formats import PreferencePair, normalize
+from poet.transforms.readers import SourceRow
+from poet.transforms.reasons import Reason, RowRejected
+from poet.transforms.schema import to_row
+from poet.transforms.stats import PairLengths
+from poet.transforms.tokenization import PairTokenizer, TokenizedPair
+from poet.transforms.truncation import TruncatedPair, truncate_pair
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datasets import Features, List, Value
 
-from transforms.formats import PreferencePair
-from transforms.truncation import TruncatedPair
+from poet.transforms.formats import PreferencePair
+from poet.transforms.truncation import TruncatedPair
 
 TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 LENGTH_COLUMNS = ("prompt_length", "chosen_length_orig", "rejected_length_orig", "poet_length")

@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 import re
 
-from transforms.stats import STATS_SCHEMA_VERSION, LengthStats, overall
+from poet.transforms.stats import STATS_SCHEMA_VERSION, LengthStats, overall
 
 STATS_FILE = "stats.json"
 

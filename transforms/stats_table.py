@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transforms.stats import PERCENTILES, QUANTITIES
+from poet.transforms.stats import PERCENTILES, QUANTITIES
 
 
 def format_number(value, missing: str = "-") -> str:

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from transforms.errors import UserError
-from transforms.exact_shortcuts import ChatRenderer, plain_messages, rust_backend, split_point, split_safe_tokens
-from transforms.formats import PreferencePair, common_prefix_length
+from poet.transforms.errors import UserError
+from poet.transforms.exact_shortcuts import ChatRenderer, plain_messages, rust_backend, split_point, split_safe_tokens
+from poet.transforms.formats import PreferencePair, common_prefix_length
 
 
 @dataclass(frozen=True)

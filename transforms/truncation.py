@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transforms.reasons import Reason, RowRejected
-from transforms.tokenization import TokenizedPair
+from poet.transforms.reasons import Reason, RowRejected
+from poet.transforms.tokenization import TokenizedPair
 
 
 @dataclass(frozen=True)
