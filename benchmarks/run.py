@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from benchmarks.data import REPO, TOKENIZER, WORK, replicate, tiny
+from poet.transforms import contract
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 _VERSIONS = ("poet-data", "apache-beam", "tokenizers", "transformers", "datasets", "pyarrow", "trl", "torch",
@@ -111,7 +112,7 @@ def prepare_args(path: Path, output: str, *extra: str) -> dict:
 
 def shard_digest(output: str) -> str:
     digest = hashlib.sha256()
-    for path in sorted((WORK / "out" / output / "data").glob("*.parquet")):
+    for path in sorted((WORK / "out" / output / contract.DATA_DIR).glob("*.parquet")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
 
@@ -383,7 +384,7 @@ def report(results: dict) -> str:
     lines += [
         f"On the 1x sample, POET removes {saved['removed']:,} of {saved['before_poet']:,} training tokens "
         f"(prompt + completion, both sequences of each pair): **{saved['removed_pct']:.1f}%** "
-        "(`training_tokens.removed_pct` in stats.json).",
+        f"(`training_tokens.removed_pct` in {contract.STATS_FILE}).",
         "",
     ]
     return "\n".join(lines)

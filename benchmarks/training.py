@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 
 from benchmarks.data import TOKENIZER, WORK
+from poet.transforms import contract
+
+TOKEN_IDS = PROMPT, CHOSEN, REJECTED = tuple(column.name for column in contract.TOKEN_COLUMNS)
 
 PAIRS = 64
 BATCH = 8
@@ -49,15 +52,13 @@ def _subset(data: str) -> list[dict]:
     """The pairs both trainers train on: the first ``PAIRS`` of the train split that fit in ``MAX_LENGTH``."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(sorted(Path(data, "data").glob("train-*.parquet"))[0],
-                          columns=["prompt_ids", "chosen_ids", "rejected_ids"])
-    rows = [r for r in table.to_pylist()
-            if len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) <= MAX_LENGTH]
-    return rows[:PAIRS]
+    table = pq.read_table(sorted(Path(data).glob(contract.split_shards_prefix("train") + "*"))[0], columns=list(TOKEN_IDS))
+    rows = [(r[PROMPT], r[CHOSEN], r[REJECTED]) for r in table.to_pylist()]
+    return [dict(zip(TOKEN_IDS, r)) for r in rows if len(r[0]) + max(len(r[1]), len(r[2])) <= MAX_LENGTH][:PAIRS]
 
 
 def _tokens(rows: list[dict]) -> int:
-    return sum(2 * len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
+    return sum(2 * len(r[PROMPT]) + len(r[CHOSEN]) + len(r[REJECTED]) for r in rows)
 
 
 def train_poet(args: dict) -> dict:
@@ -125,13 +126,13 @@ def compare(options, sample, measure) -> dict:
     """Prepare the 1x sample, then train on it with both trainers, one after the other."""
     model = tiny_model()
     data = WORK / "train-data"
-    if not (data / "stats.json").exists():
+    if not (data / contract.STATS_FILE).exists():
         measure("prepare", {"input": str(sample), "tokenizer": str(TOKENIZER), "output": str(data), "extra": []},
                 "train-data")
     runs = {}
     for name in ("train_poet", "train_trl"):  # one run each: minutes apiece on a laptop CPU
         runs[name] = measure(name, {"data": str(data), "model": str(model), "output": str(WORK / name)}, name)
-    stats = json.loads((data / "stats.json").read_text())
+    stats = json.loads((data / contract.STATS_FILE).read_text())
     runs["removed_pct"] = stats["overall"]["training_tokens"]["removed_pct"]
     return runs
 

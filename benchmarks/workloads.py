@@ -109,6 +109,7 @@ def trl_prepare(args: dict) -> dict:
     from trl.trainer.dpo_trainer import DPOTrainer
 
     from benchmarks.data import read_pairs
+    from poet.transforms import contract
     from poet.transforms.tokenization import load_tokenizer
 
     disable_progress_bars()
@@ -121,7 +122,7 @@ def trl_prepare(args: dict) -> dict:
     prepared = DPOTrainer._prepare_dataset(stub, dataset, tokenizer, config, "train")
     seconds, cpu = time.perf_counter() - start, _cpu() - cpu
     tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in
-                 zip(prepared["prompt_ids"], prepared["chosen_ids"], prepared["rejected_ids"]))
+                 zip(*(prepared[column.name] for column in contract.TOKEN_COLUMNS)))
     return {"seconds": seconds, "cpu_seconds": cpu, "pairs": len(pairs), "tokens": tokens, **_rss_mb()}
 
 

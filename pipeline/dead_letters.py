@@ -1,4 +1,4 @@
-"""``WriteDeadLetters``: every set-aside row, in source order, in ``dead_letter/{split}.jsonl``."""
+"""``WriteDeadLetters``: every set-aside row, in source order, in the split's dead-letter file (JSON lines)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+
+from poet.transforms.contract import dead_letter_file
 
 
 class _WriteSplitFile(beam.DoFn):
@@ -16,7 +18,7 @@ class _WriteSplitFile(beam.DoFn):
         split, letters = grouped
         letters = sorted(letters, key=lambda d: d.origin.sort_key)
         lines = "".join(json.dumps(d.to_json(), ensure_ascii=False, default=str) + "\n" for d in letters)
-        with FileSystems.create(f"{self.folder}/dead_letter/{split}.jsonl") as handle:
+        with FileSystems.create(f"{self.folder}/{dead_letter_file(split)}") as handle:
             handle.write(lines.encode("utf-8"))
         yield split, len(letters)
 

@@ -2,7 +2,7 @@
 dataset repo id into a local prepared folder, so ``poet stats`` and the trainer accept any.
 
 Only what a prepared folder shares is fetched (card, ``stats.json``, plots, shards; never
-``dead_letter/``), and callers that need less say so with ``only``: ``poet stats`` needs
+dead letters), and callers that need less say so with ``only``: ``poet stats`` needs
 ``stats.json`` alone, not gigabytes of shards. Hub downloads go through
 ``huggingface_hub``'s cache (a second call for the same commit downloads nothing) and
 honour ``HF_ENDPOINT`` and the token (``HF_TOKEN`` or the login). ``huggingface_hub`` is
@@ -22,15 +22,13 @@ from pathlib import Path
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from poet.transforms.contract import PUBLISHED_FILES
 from poet.transforms.errors import UserError
-
-PREPARED_FILES = ("README.md", "stats.json", "plots/*", "data/*.parquet")
-"""What a prepared folder shares (fnmatch patterns relative to the folder)."""
 
 _REPO_ID = re.compile(r"(?:hf://datasets/)?(?P<repo_id>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/]+))?")
 
 
-def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: Sequence[str] = PREPARED_FILES) -> Path:
+def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: Sequence[str] = PUBLISHED_FILES) -> Path:
     """A local folder for ``path_or_repo_id``: the folder itself if it is local; a
     temporary copy (kept until the process exits) for another fsspec URL; else a snapshot
     of the Hub dataset repo (``user/name``, ``user/name@rev``, ``hf://datasets/user/name``)
@@ -45,14 +43,14 @@ def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: S
     return _download(match["repo_id"], revision or match["revision"], only)
 
 
-def prepared_paths(fs: fsspec.AbstractFileSystem, root: str, only: Sequence[str] = PREPARED_FILES) -> list[str]:
+def prepared_paths(fs: fsspec.AbstractFileSystem, root: str, only: Sequence[str] = PUBLISHED_FILES) -> list[str]:
     """The files under ``root`` matching ``only``, relative to it, sorted."""
     prefix = root.rstrip("/") + "/"
     relative = (path[len(prefix):] for path in fs.find(root) if path.startswith(prefix))
     return sorted(p for p in relative if any(fnmatch.fnmatch(p, pattern) for pattern in only))
 
 
-def copy_prepared(url: str, target: Path, only: Sequence[str] = PREPARED_FILES) -> None:
+def copy_prepared(url: str, target: Path, only: Sequence[str] = PUBLISHED_FILES) -> None:
     """Copy the files of the prepared folder at ``url`` matching ``only`` into ``target``."""
     fs, root = fsspec.core.url_to_fs(url)
     if not fs.isdir(root):

@@ -11,10 +11,9 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from poet.transforms.contract import CARD_FILE, STATS_FILE, RunDescription
 from poet.transforms.stats import LengthStats
-from poet.transforms.stats_file import STATS_FILE, build_stats_document, dumps
-
-CARD_FILE = "README.md"
+from poet.transforms.stats_file import build_stats_document, dumps
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -47,7 +46,7 @@ def write_metadata(folder: str, document: dict, features, repo_id: str | None = 
 
 
 class _WriteMetadata(beam.DoFn):
-    def __init__(self, folder: str, splits: list[str], run: dict, features, repo_id: str | None):
+    def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None):
         self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
 
     def process(self, _, stats: dict, shards: list):
@@ -65,7 +64,7 @@ class WriteDatasetMetadata(beam.PTransform):
     will be published to, or its final path; unset, the card shows a placeholder.
     """
 
-    def __init__(self, folder: str, splits: list[str], run: dict, features, repo_id: str | None = None):
+    def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None = None):
         super().__init__()
         self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
 

@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("input and output")
     io.add_argument("--input", action="append", required=True, metavar="[SPLIT=]GLOB",
                     help="preference files (.jsonl, .jsonl.gz, .json, .parquet; local or gs://). Repeatable; "
-                         "a bare glob goes to split 'train', 'test=data/test*.jsonl' names the split")
+                         "a bare glob goes to split 'train', 'test=raw/test*.jsonl' names the split")
     io.add_argument("--output", required=True, metavar="DIR",
                     help="output folder in Hugging Face Hub dataset layout (local or gs://)")
     io.add_argument("--format", choices=sorted(FORMATS), default=None,

@@ -25,10 +25,10 @@ from poet.pipeline.prepare_pairs import DEAD, PreparePairs
 from poet.pipeline.read import ReadPreferenceFiles
 from poet.pipeline.tokenizer_source import TokenizerSource
 from poet.pipeline.write_shards import WriteShards
+from poet.transforms.contract import STATS_FILE, RunDescription, RunOptions, Source, TokenizerInfo
 from poet.transforms.errors import UserError
 from poet.transforms.prepare import PrepareSettings
 from poet.transforms.schema import preference_features
-from poet.transforms.stats_file import STATS_FILE
 from poet.transforms.tokenization import tokenizer_fingerprint
 
 _log = logging.getLogger("poet")
@@ -38,8 +38,8 @@ _VERSIONED = ("poet-data", "apache-beam", "transformers", "tokenizers", "dataset
 class PrepareDataset(beam.PTransform):
     """All of ``poet prepare`` as one composite transform writing into ``folder``."""
 
-    def __init__(self, config: PrepareConfig, plan: InputPlan, tokenizer: TokenizerSource, folder: str, run: dict,
-                 spread: bool = True):
+    def __init__(self, config: PrepareConfig, plan: InputPlan, tokenizer: TokenizerSource, folder: str,
+                 run: RunDescription, spread: bool = True):
         super().__init__()
         self.config, self.plan, self.tokenizer, self.folder, self.run = config, plan, tokenizer, folder, run
         self.spread = spread  # spread rows over workers; pointless for one in-process worker (see run_in_process)
@@ -99,7 +99,7 @@ def run_in_process(runner, options: PipelineOptions) -> bool:
     return runner is not None and direct.direct_running_mode in (None, "in_memory")
 
 
-def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> dict:
+def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> RunDescription:
     """Provenance for the card and stats.json: what went in, with what, when."""
     versions = {}
     for package in _VERSIONED:
@@ -107,30 +107,30 @@ def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> dict:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    return {
-        "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-        "sources": [{"split": split, "file": path} for split, _, path in plan.files],
-        "conversational": plan.conversational,
-        "tokenizer": {
-            "name": config.tokenizer,
-            "sha256": tokenizer_fingerprint(tokenizer),
-            "eos_token": tokenizer.eos_token,
-            "vocab_size": len(tokenizer),
-            "chat_template": bool(tokenizer.chat_template),
-        },
-        "options": {
-            "inputs": [f"{spec.split}={spec.pattern}" for spec in config.inputs],
-            "format": config.format,
-            "max_length": config.max_length,
-            "max_prompt_length": config.max_prompt_length,
-            "poet": config.poet,
-            "num_shards": config.num_shards,
-            "max_shard_bytes": config.max_shard_bytes,
-            "include_text": config.include_text,
-            "license": config.license,
-        },
-        "versions": versions,
-    }
+    return RunDescription(
+        created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        sources=tuple(Source(split, path) for split, _, path in plan.files),
+        conversational=plan.conversational,
+        tokenizer=TokenizerInfo(
+            name=config.tokenizer,
+            sha256=tokenizer_fingerprint(tokenizer),
+            eos_token=tokenizer.eos_token,
+            vocab_size=len(tokenizer),
+            chat_template=bool(tokenizer.chat_template),
+        ),
+        options=RunOptions(
+            inputs=tuple(f"{spec.split}={spec.pattern}" for spec in config.inputs),
+            format=config.format,
+            max_length=config.max_length,
+            max_prompt_length=config.max_prompt_length,
+            poet=config.poet,
+            num_shards=config.num_shards,
+            max_shard_bytes=config.max_shard_bytes,
+            include_text=config.include_text,
+            license=config.license,
+        ),
+        versions=versions,
+    )
 
 
 def read_stats(folder: str) -> dict:

@@ -9,8 +9,8 @@ after a crash must not upload again what the Hub already holds. So:
    no commit at all (the pipeline writes deterministic shards, which makes this work);
 2. changed files are pre-uploaded (``preupload_lfs_files``; the Hub answers "already have
    it" for objects uploaded by a crashed run, so those are not sent again);
-3. a single ``create_commit`` adds them and deletes the stale ``data/{split}-*`` shards of
-   the splits being replaced (and stale plots), with ``parent_commit`` pinned to the head
+3. a single ``create_commit`` adds them and deletes the stale shards of the splits being
+   replaced (and stale plots), with ``parent_commit`` pinned to the head
    the comparison was made against. A concurrent writer turns that into a 412: the head
    is read again, the plan recomputed and the commit retried, with backoff, as on 409,
    429 and 5xx answers.
@@ -50,9 +50,9 @@ from huggingface_hub import (
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from poet.pipeline.hub import copy_prepared, prepared_paths
+from poet.transforms.contract import CARD_FILE, REPLACED_WITH_A_SPLIT, SHARD_PATTERN, split_shards_prefix
 from poet.transforms.errors import UserError
 
-SHARD = re.compile(r"data/(?P<split>[^/]+?)-\d{5}-of-\d{5}\.parquet")
 RETRIED_STATUSES = frozenset({409, 412, 429, 500, 502, 503, 504})
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -184,8 +184,8 @@ def _plan(api: HfApi, repo_id: str, branch: str, files: list[LocalFile]) -> Plan
     }
     additions = tuple(f for f in files if not _same(f, remote.get(f.path_in_repo)))
     local = {f.path_in_repo for f in files}
-    splits = {m["split"] for f in files if (m := SHARD.fullmatch(f.path_in_repo))}
-    replaced = tuple(f"data/{split}-" for split in splits) + ("plots/",)
+    splits = {m["split"] for f in files if (m := SHARD_PATTERN.fullmatch(f.path_in_repo))}
+    replaced = tuple(split_shards_prefix(split) for split in splits) + REPLACED_WITH_A_SPLIT
     deletions = tuple(sorted(p for p in remote if p not in local and p.startswith(replaced)))
     return Plan(head, additions, deletions, len(files) - len(additions))
 
@@ -263,11 +263,11 @@ def _local_folder(folder: str) -> Iterator[Path]:
 
 def _scan(root: Path, shown_as: str) -> list[LocalFile]:
     paths = prepared_paths(LocalFileSystem(), str(root))
-    if "README.md" not in paths or not any(SHARD.fullmatch(p) for p in paths):
-        raise UserError(f"{shown_as} is not a prepared folder (it needs README.md and data/*.parquet shards): "
+    if CARD_FILE not in paths or not any(SHARD_PATTERN.fullmatch(p) for p in paths):
+        raise UserError(f"{shown_as} is not a prepared folder (it needs {CARD_FILE} and Parquet shards): "
                         f"run `poet prepare --output {shown_as}` first")
-    if not (metadata_load(root / "README.md") or {}).get("license"):
-        raise UserError(f"{shown_as}/README.md declares no license, which the Hub needs to share a dataset: "
+    if not (metadata_load(root / CARD_FILE) or {}).get("license"):
+        raise UserError(f"{shown_as}/{CARD_FILE} declares no license, which the Hub needs to share a dataset: "
                         "re-run `poet prepare` with --license ID (e.g. mit, apache-2.0, cc-by-4.0)")
     return [_hash(root / p, p) for p in paths]
 

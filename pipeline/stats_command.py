@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from poet.transforms.contract import STATS_FILE
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DIR_OR_REPO_ID", help="prepared folder (local or fsspec URL) or Hub repo id")
     parser.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
-    parser.add_argument("--json", action="store_true", help="print the raw stats.json instead of tables")
+    parser.add_argument("--json", action="store_true", help=f"print the raw {STATS_FILE} instead of tables")
 
 
 def run(args: argparse.Namespace) -> int:
     from poet.pipeline.hub import fetch_prepared
-    from poet.transforms.stats_file import STATS_FILE
     from poet.transforms.stats_table import render
     from poet.transforms.errors import UserError
 

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from poet.transforms.schema import estimate_nbytes
-from poet.transforms.sharding import ShardPlan, shard_file_name
+from poet.transforms.contract import shard_file
+from poet.transforms.sharding import ShardPlan
 
 ROW_GROUP_SIZE = 1000  # rows per Parquet row group: small enough for streaming reads
 FRAGMENTS = ".poet-fragments"  # inside the staging folder; removed before the folder is committed
@@ -127,7 +128,7 @@ class _WriteShard(beam.DoFn):
     def process(self, shard, plan: ShardPlan, fragments: list[Fragment]):
         split, index = shard
         lo, hi = plan.rank_range(split, index)
-        name = shard_file_name(split, index, plan.shard_counts[split])
+        name = shard_file(split, index, plan.shard_counts[split])
         nbytes = write_parquet(f"{self.folder}/{name}", self._pieces(split, lo, hi, plan, fragments), self.schema)
         yield split, name, hi - lo, nbytes
 
@@ -158,7 +159,7 @@ def delete_tree(path: str) -> None:
 
 
 class WriteShards(beam.PTransform):
-    """Lists of ``PreparedRow`` → ``data/{split}-{i:05d}-of-{n:05d}.parquet``; outputs ``(split, file, rows, bytes)``.
+    """Lists of ``PreparedRow`` → the contract's shard files; outputs ``(split, file, rows, bytes)``.
 
     Each input list holds consecutive rows of one file (a tokenizer batch).
     Rows keep their source order; shard boundaries come from a :class:`ShardPlan`

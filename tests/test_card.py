@@ -20,7 +20,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import HH_SAMPLE, MINIMIND, prepare
-from poet.transforms.card import card_metadata, fenced, md_code, md_text, one_line, render_card, yaml_header
+from poet.transforms import contract
+from poet.transforms.card import (card_metadata, fenced, md_code, md_text, one_line, render_card, snippet_splits,
+                                  yaml_header)
+from poet.transforms.contract import RunDescription, RunOptions, Source, TokenizerInfo
 from poet.transforms.schema import preference_features
 from poet.transforms.stats import LengthStats
 from poet.transforms.stats_file import build_stats_document
@@ -304,7 +307,7 @@ def test_fenced_blocks_hold_any_text(value):
 @example("a\u2028b", "---\n...\r\n: |")
 def test_any_license_and_source_survive_the_yaml_header(license_, source):
     document = build_stats_document({"train": LengthStats()}, [("train", "data/train-00000-of-00001.parquet", 0, 0)],
-                                    {"sources": [{"split": "train", "file": source}], "options": {"license": license_}},
+                                    RunDescription(sources=(Source("train", source),), options=RunOptions(license=license_)),
                                     {"data/train-00000-of-00001.parquet": 10})
     metadata = card_metadata(document, FEATURES)
     header = yaml_header(metadata)
@@ -316,9 +319,41 @@ def test_any_license_and_source_survive_the_yaml_header(license_, source):
 def test_a_minimal_document_renders(tmp_path):
     """A stats document with no provenance at all and only empty splits still gives a card that parses."""
     shard = "data/train-00000-of-00001.parquet"
-    document = build_stats_document({"train": LengthStats()}, [("train", shard, 0, 0)], {}, {shard: 10})
+    document = build_stats_document({"train": LengthStats()}, [("train", shard, 0, 0)], RunDescription(), {shard: 10})
     text = render_card(document, FEATURES)
     card = DatasetCard(text)
     assert card.data.to_dict() == card_metadata(document, FEATURES) and "license" not in card.data.to_dict()
     assert "**This split has no pairs**" in card.text
     assert [h for tag, h in parse_html(markdown().render(card.text)).headings if tag == "h2"] == SECTIONS
+
+
+# --- the snippets' splits ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sizes", "expected"), [
+    ({"train": 10, "test": 5}, ("train", "test")),
+    ({"test_prefs": 2000, "train_prefs": 61000}, ("train_prefs", "test_prefs")),  # UltraFeedback's names
+    ({"train_gen": 61000, "test_gen": 1000, "train_prefs": 62000, "test_prefs": 2000}, ("train_prefs", "test_prefs")),
+    ({"test": 100, "validation": 200, "main": 50}, ("main", "test")),
+    ({"eval_set": 900, "other": 10}, ("other", "eval_set")),
+    ({"test_prefs": 10}, (None, "test_prefs")),  # never train on a held-out split
+    ({"a": 1, "b": 3}, ("b", None)),
+])
+def test_snippet_splits_follow_the_rule(sizes, expected):
+    assert snippet_splits(sizes) == expected
+
+
+def test_snippets_are_correct_for_ultrafeedback_split_names(tmp_path):
+    """UltraFeedback's splits (train_prefs, test_prefs): the snippets train on train_prefs, evaluate on test_prefs."""
+    shards = [(split, contract.shard_file(split, 0, 1), rows, 100) for split, rows in
+              (("test_prefs", 2), ("train_prefs", 5))]
+    stats = {split: LengthStats() for split, *_ in shards}
+    document = build_stats_document(stats, shards, RunDescription(tokenizer=TokenizerInfo(name="org/model")),
+                                    {name: 10 for _, name, _, _ in shards})
+    text = body_of(render_card(document, FEATURES, repo_id="you/ultrafeedback-poet"))
+    assert "poet train --data you/ultrafeedback-poet --split train_prefs --eval-split test_prefs --model org/model" \
+        in text
+    assert 'row = dataset["train_prefs"][0]' in text
+    assert 'load_dataset("you/ultrafeedback-poet", split="train_prefs")' in text
+    assert "test_prefs" not in text.split("## Train on it")[1].split("--eval-split test_prefs", 1)[1]
+    assert "MODEL" not in text and "PATH_OR_REPO_ID" not in text

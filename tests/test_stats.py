@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from conftest import HH_SAMPLE, MINIMIND
 from poet.transforms.stats import JOINT_EDGES, PERCENTILES, QUANTITIES, LengthStats, PairLengths, joint_bin, summarize
-from poet.transforms.stats_file import STATS_FILE, build_stats_document, dumps
+from poet.transforms.contract import STATS_FILE, RunDescription, RunOptions
+from poet.transforms.stats_file import build_stats_document, dumps
 from poet.transforms.stats_table import render
 
 MAX_LENGTH = 512  # the fixtures' --max-length
@@ -167,6 +168,20 @@ def test_shares_and_token_totals_equal_pandas(prepared):
         assert before == after
 
 
+def test_poet_savings_are_counted_by_the_statistics(prepared):
+    """The tokens the POET rule removes (or would remove, for --no-poet) come from the statistics, for the card."""
+    mode, folder = prepared
+    stats, frame = read_document(folder)["splits"]["train"], read_shards(folder)
+    before = int((frame["chosen_capped"] + frame["rejected_capped"]).sum())
+    removed = before - 2 * int(frame["poet_length"].sum())
+    assert removed > 0 and stats["poet_removed_tokens"] == {"count": removed, "pct": pct(removed, before)}
+    if mode == "poet":
+        assert removed == stats["completion_tokens"]["removed"]
+    card = (folder / "README.md").read_text()
+    shown = f"{removed:,} ({stats['poet_removed_tokens']['pct']:.1f}%)"
+    assert shown in card
+
+
 def test_lost_eos_counts_equal_a_recount_from_the_ids(prepared, prepared_sample_no_poet, untruncated_has_eos, eos_id):
     mode, folder = prepared
     stats, frame = read_document(folder)["splits"]["train"], read_shards(folder)
@@ -241,7 +256,7 @@ def test_poet_stats_prints_the_table(prepared, capsys):
 
 def test_an_empty_split_has_null_statistics_and_valid_json():
     document = build_stats_document({"test": LengthStats()}, [("test", "data/test-00000-of-00001.parquet", 0, 0)],
-                                    {"options": {"poet": True}}, {"data/test-00000-of-00001.parquet": 123})
+                                    RunDescription(options=RunOptions(poet=True)), {"data/test-00000-of-00001.parquet": 123})
     text = dumps(document)
     assert "NaN" not in text and "Infinity" not in text
     stats = json.loads(text)["splits"]["test"]

@@ -17,10 +17,12 @@ import pyarrow.compute as pc
 import torch
 
 from poet.trainer.logps import Batch
+from poet.transforms import contract
 from poet.transforms.errors import UserError
+from poet.transforms.poet_rule import poet_length
 
-ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
-REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+ID_COLUMNS = contract.TRAINER_COLUMNS  # prompt, chosen and rejected token ids, in that order
+REF_COLUMNS = tuple(column.name for column in contract.REF_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -68,15 +70,6 @@ class Pairs:
         """Length of the longer of the two forwarded sequences (prompt + completion) of each pair."""
         return self.prompt.lengths + np.maximum(self.chosen.lengths, self.rejected.lengths)
 
-    def scored_lengths(self, poet: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Completion tokens scored per pair: all of them, or with ``poet`` the shared first
-        ``min(len_c, len_r)`` of each (the POET rule, applied as a mask)."""
-        chosen, rejected = self.chosen.lengths, self.rejected.lengths
-        if poet:
-            shared = np.minimum(chosen, rejected)
-            return shared, shared
-        return chosen, rejected
-
     def take(self, indices: np.ndarray) -> Pairs:
         ref = None if self.ref_logps is None else (self.ref_logps[0][indices], self.ref_logps[1][indices])
         return Pairs(
@@ -108,16 +101,17 @@ def load_pairs(data: str, split: str) -> Pairs:
         raise UserError(
             f"split {split!r} of {data} lacks column(s) {', '.join(missing)} "
             f"(it has {', '.join(dataset.column_names)}): "
-            "train on the output of `poet prepare`, or on any dataset with prompt_ids, chosen_ids and rejected_ids"
+            f"train on the output of `poet prepare`, or on any dataset with {', '.join(ID_COLUMNS)}"
         )
     if len(dataset) == 0:
         raise _empty_split(data, split)
-    wanted = [*ID_COLUMNS, *(c for c in ("id", *REF_COLUMNS) if c in dataset.column_names)]
+    wanted = [*ID_COLUMNS, *(c for c in (contract.ID.name, *REF_COLUMNS) if c in dataset.column_names)]
     table = dataset.select_columns(wanted).with_format("arrow")[:]
     for name in table.column_names:
         if nulls := table.column(name).null_count:
             raise UserError(f"split {split!r} of {data}: column {name} has {nulls} null value(s); drop those rows")
-    ids = table.column("id").to_pylist() if "id" in table.column_names else [str(i) for i in range(len(table))]
+    has_ids = contract.ID.name in table.column_names
+    ids = table.column(contract.ID.name).to_pylist() if has_ids else [str(i) for i in range(len(table))]
     ref = None
     if all(c in table.column_names for c in REF_COLUMNS):
         ref = tuple(table.column(c).to_numpy().astype(np.float64) for c in REF_COLUMNS)
@@ -180,14 +174,15 @@ def sharded_batches(lengths: np.ndarray, batch_size: int, rank: int, world_size:
 
 def collate(pairs: Pairs, indices: np.ndarray, poet: bool, pad_id: int) -> Batch:
     """Pad the pairs ``indices`` into one ``2B``-row batch (chosen rows first); see :class:`trainer.logps.Batch`."""
-    chosen_scored, rejected_scored = pairs.scored_lengths(poet)
-    rows = [(pairs.prompt[i], pairs.chosen[i], chosen_scored[i]) for i in indices]
-    rows += [(pairs.prompt[i], pairs.rejected[i], rejected_scored[i]) for i in indices]
-    width = max(len(prompt) + len(completion) for prompt, completion, _ in rows)
+    rows = [(pairs.prompt[i], pairs.chosen[i]) for i in indices] + [(pairs.prompt[i], pairs.rejected[i]) for i in indices]
+    # completion tokens scored: all of them, or with ``poet`` the POET length of the pair (the rule as a mask)
+    shared = [poet_length(len(pairs.chosen[i]), len(pairs.rejected[i])) for i in indices]
+    scored = shared * 2 if poet else [len(completion) for _, completion in rows]
+    width = max(len(prompt) + len(completion) for prompt, completion in rows)
     input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(rows), width), dtype=np.int64)
     completion_mask = np.zeros((len(rows), width), dtype=bool)
-    for row, (prompt, completion, n_scored) in enumerate(rows):
+    for row, ((prompt, completion), n_scored) in enumerate(zip(rows, scored)):
         p, c = len(prompt), len(completion)
         input_ids[row, : p + c] = np.concatenate([prompt, completion])
         attention_mask[row, : p + c] = 1

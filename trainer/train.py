@@ -25,7 +25,7 @@ from transformers import get_cosine_schedule_with_warmup
 from poet.trainer import losses
 from poet.trainer.checkpoint import load_checkpoint, read_state, save_checkpoint
 from poet.trainer.config import TrainConfig
-from poet.trainer.data import BatchPlan, Pairs, collate, load_pairs, sharded_batches
+from poet.trainer.data import REF_COLUMNS, BatchPlan, Pairs, collate, load_pairs, sharded_batches
 from poet.trainer.logps import Batch, completion_logps
 from poet.trainer.metrics import PAIR_METRICS, MetricSums, MetricsLog
 from poet.trainer.model import check_fits, load_model, load_reference, load_tokenizer, pad_token_id
@@ -287,7 +287,7 @@ def _load_split(config: TrainConfig, split: str, is_train: bool) -> Pairs:
         pairs = pairs.take(np.arange(config.max_samples))
     if pairs.ref_logps is not None and config.poet:
         raise UserError(
-            f"split {split!r} carries ref_chosen_logps/ref_rejected_logps computed on the stored completions, "
+            f"split {split!r} carries {'/'.join(REF_COLUMNS)} computed on the stored completions, "
             "which --poet would mask differently: drop --poet, or drop those columns"
         )
     return pairs

@@ -20,15 +20,17 @@ import shlex
 
 import yaml
 
+from poet.transforms import contract
+from poet.transforms.contract import RunDescription
 from poet.transforms.plots import plot_paths
 from poet.transforms.stats import PERCENTILES, QUANTITIES
 from poet.transforms.stats_table import format_number, format_pct
 
-TEMPLATE = "README.md.j2"
+TEMPLATE = f"{contract.CARD_FILE}.j2"
 PAPER_URL = "https://arxiv.org/abs/2506.09457"
 TAGS = ["dpo", "preference", "poet"]
 TASK_CATEGORIES = ["text-generation"]
-TOKEN_ID_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
+TOKEN_ID_COLUMNS = [column.name for column in contract.TOKEN_COLUMNS]
 
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
@@ -89,11 +91,11 @@ def size_category(pairs: int) -> str:
     return "n>1T"
 
 
-def source_datasets(run: dict) -> list[str]:
+def source_datasets(run: RunDescription) -> list[str]:
     """The run's sources, once each and in order: a Hub dataset id for ``hf://datasets/...`` files, else the path."""
     out = []
-    for source in run.get("sources", []):
-        file = str(source.get("file", ""))
+    for source in run.sources:
+        file = str(source.file)
         match = _HUB_DATASET.match(file)
         name = match["repo"] if match else file
         if name and name not in out:
@@ -129,12 +131,11 @@ def card_metadata(document: dict, features) -> dict:
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs
 
-    run = document.get("run", {})
-    options = run.get("options", {})
+    run = RunDescription.from_json(document.get("run"))
     sizes = {split: size for split, size in split_sizes(document).items() if split in loadable_splits(document)}
     metadata: dict = {}
-    if options.get("license") is not None:
-        metadata["license"] = options["license"]
+    if run.options.license is not None:
+        metadata["license"] = run.options.license
     metadata["task_categories"] = list(TASK_CATEGORIES)
     metadata["tags"] = list(TAGS)
     metadata["size_categories"] = [size_category(sum(s["num_examples"] for s in sizes.values()))]
@@ -152,7 +153,8 @@ def card_metadata(document: dict, features) -> dict:
     if metadata["dataset_info"].get("download_size") is None:
         metadata["dataset_info"].pop("download_size", None)
     MetadataConfigs(
-        {"default": {"data_files": [{"split": split, "path": f"data/{split}-*"} for split in sizes]}}
+        {"default": {"data_files": [{"split": split, "path": contract.split_shards_prefix(split) + "*"}
+                                    for split in sizes]}}
     ).to_dataset_card_data(metadata)
     return metadata
 
@@ -210,7 +212,8 @@ def _summary_rows(columns: dict[str, dict], poet: bool) -> list[list[str]]:
         rows += [
             row("pairs POET would cut (at train time)", share("poet_would_cut")),
             row("completion tokens", lambda s: _number(s["completion_tokens"]["after_poet"])),
-            row("completion tokens POET would remove", _would_remove),
+            row("completion tokens POET would remove",
+                lambda s: f"{_number(s['poet_removed_tokens']['count'])} ({_pct(s['poet_removed_tokens']['pct'])})"),
             row("training tokens (prompt counted twice)", lambda s: _number(s["training_tokens"]["after_poet"])),
         ]
     rows += [
@@ -223,13 +226,6 @@ def _summary_rows(columns: dict[str, dict], poet: bool) -> list[list[str]]:
     return rows
 
 
-def _would_remove(stats: dict) -> str:
-    """Completion tokens POET would remove at train time: both completions cut to the POET length."""
-    before = stats["completion_tokens"]["before_poet"]
-    removed = before - 2 * sum(length * count for length, count in stats["histograms"]["poet"])
-    return f"{_number(removed)} ({_pct(round(100.0 * removed / before, 4) if before else None)})"
-
-
 def _table(header: list[str], rows: list[list[str]], align: str = "r") -> str:
     """A GFM table; cells must already be escaped. First column left-aligned, the others ``align``."""
     rule = [":---"] + ["---:" if align == "r" else ":---"] * (len(header) - 1)
@@ -237,21 +233,20 @@ def _table(header: list[str], rows: list[list[str]], align: str = "r") -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def _provenance(run: dict, sizes: dict) -> dict:
-    tokenizer = run.get("tokenizer", {})
-    options = run.get("options", {})
-    sources = _table(["split", "file"], [[md_text(s.get("split")), md_code(s.get("file"))] for s in run.get("sources", [])],
-                     align="l")
+def _provenance(run: RunDescription, sizes: dict) -> dict:
+    tokenizer = run.tokenizer
+    sources = _table(["split", "file"], [[md_text(s.split), md_code(s.file)] for s in run.sources], align="l")
     tok_rows = [
-        ["name", md_code(tokenizer.get("name"))],
-        ["sha256 of its files and chat template", md_code(tokenizer.get("sha256"))],
-        ["EOS token", md_code(tokenizer.get("eos_token"))],
-        ["vocabulary size", _number(tokenizer.get("vocab_size"))],
-        ["chat template", "yes" if tokenizer.get("chat_template") else "no"],
+        ["name", md_code(tokenizer.name)],
+        ["sha256 of its files and chat template", md_code(tokenizer.sha256)],
+        ["EOS token", md_code(tokenizer.eos_token)],
+        ["vocabulary size", _number(tokenizer.vocab_size)],
+        ["chat template", "yes" if tokenizer.chat_template else "no"],
     ]
+    options = run.to_json()["options"]
     option_rows = [[md_code(name), md_code(json.dumps(value, ensure_ascii=False))] for name, value in options.items()]
     version_rows = [[md_code(name), md_code(version if version is not None else "not installed")]
-                    for name, version in run.get("versions", {}).items()]
+                    for name, version in run.versions.items()]
     shard_rows = [[md_text(split), _number(s["num_examples"]), _number(s["num_bytes"]), _number(s["file_size"])]
                   for split, s in sizes.items()]
     return {
@@ -260,8 +255,48 @@ def _provenance(run: dict, sizes: dict) -> dict:
         "options": _table(["option", "value"], option_rows, align="l") if option_rows else "*(none recorded)*",
         "versions": _table(["package", "version"], version_rows, align="l") if version_rows else "*(none recorded)*",
         "sizes": _table(["split", "rows", "Arrow bytes", "Parquet bytes"], shard_rows),
-        "created": md_code(run.get("created", "unknown"), cell=False),
+        "created": md_code(run.created or "unknown", cell=False),
+        "shard_files": md_code(contract.SHARD_FILES_SHOWN, cell=False),
+        "dead_letter_files": md_code(contract.dead_letter_file("{split}"), cell=False),
     }
+
+
+def _columns(features, run: RunDescription) -> list[tuple[str, str]]:
+    """``(name, description)`` of each column, from the contract, with what this run's options add to it."""
+    options = run.options
+    rows = []
+    for name in features:
+        column = contract.COLUMNS.get(name)
+        description = column.description if column else ""
+        if column == contract.PROMPT_IDS and options.max_prompt_length:
+            description += f" (its last {_number(options.max_prompt_length)} tokens at most)"
+        elif column in (contract.CHOSEN_IDS, contract.REJECTED_IDS) and options.poet:
+            description += ", POET-truncated"
+        elif column is not None and column.type == contract.TEXT:
+            description += " (messages)" if run.conversational else " (string)"
+        rows.append((name, description))
+    return rows
+
+
+_HELD_OUT = ("test", "valid", "eval")
+
+
+def snippet_splits(sizes: dict[str, int]) -> tuple[str | None, str | None]:
+    """The splits the card's snippets train and evaluate on, from ``{split: rows}``.
+
+    Training: a split named ``train``, else the largest whose name starts with ``train`` (UltraFeedback's
+    ``train_prefs``), else the largest split at all, but never one named ``test*``, ``valid*`` or ``eval*``.
+    Evaluation: a split named ``test``, else the largest whose name starts with ``test``, ``valid`` or ``eval``.
+    None where no split qualifies."""
+    def pick(exact: str, prefixes: tuple[str, ...], candidates) -> str | None:
+        if exact in candidates:
+            return exact
+        named = [split for split in candidates if split.lower().startswith(prefixes)]
+        pool = named or (list(candidates) if exact == "train" else [])
+        return max(sorted(pool), key=lambda split: sizes[split], default=None)
+
+    train = pick("train", ("train",), [s for s in sizes if not s.lower().startswith(_HELD_OUT)])
+    return train, pick("test", _HELD_OUT, [s for s in sizes if s != train])
 
 
 def _model_hint(tokenizer_name) -> str:
@@ -283,7 +318,8 @@ def _environment():
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(text=md_text, code=md_code, fenced=fenced, number=_number, pct=_pct)
+    environment.filters.update(text=md_text, code=md_code, fenced=fenced, number=_number, pct=_pct,
+                               py=json.dumps, sh=shlex.quote)  # a Python string literal; a shell word
     return environment
 
 
@@ -293,36 +329,26 @@ def render_card(document: dict, features, *, repo_id: str | None = None) -> str:
     ``repo_id`` names the dataset in the title and in the loading/training snippets
     (the Hub repo it is published to, or its path); without it they show a placeholder.
     """
-    run = document.get("run", {})
-    options = run.get("options", {})
-    poet = options.get("poet", True)
+    run = RunDescription.from_json(document.get("run"))
+    options = run.options
+    poet = options.poet
     sizes = split_sizes(document)
     splits = list(document["splits"])
     columns = dict(document["splits"])
     if len(splits) > 1:
         columns["all splits"] = document["overall"]
-    name = repo_id if repo_id else "PATH_OR_REPO_ID"
     loadable = loadable_splits(document)
-    train_split = "train" if "train" in loadable else (loadable[0] if loadable else "train")
-    data_columns = list(features)
-    text_columns = [column for column in ("prompt", "chosen", "rejected") if column in features]
-    model = _model_hint(run.get("tokenizer", {}).get("name"))
-    train_command = ["poet", "train", "--data", name, "--model", model, "--loss", "simpo",
-                     "--output-dir", "runs/simpo"]
-    if train_split != "train":
-        train_command[4:4] = ["--split", train_split]
-    if not poet:
-        train_command.append("--poet")
+    train_split, eval_split = snippet_splits({split: sizes[split]["num_examples"] for split in loadable})
+    model = _model_hint(run.tokenizer.name)
     context = {
         "header": yaml_header(card_metadata(document, features)),
         "title": md_text(repo_id) if repo_id else "POET preference pairs",
         "named": repo_id is not None and repo_id != "",
         "poet": poet,
         "paper_url": PAPER_URL,
-        "conversational": run.get("conversational"),
-        "tokenizer_name": run.get("tokenizer", {}).get("name"),
-        "max_length": options.get("max_length"),
-        "max_prompt_length": options.get("max_prompt_length"),
+        "conversational": run.conversational,
+        "tokenizer_name": run.tokenizer.name,
+        "max_length": options.max_length,
         "splits": splits,
         "undeclared_splits": [split for split in splits if split not in loadable],
         "sizes": sizes,
@@ -335,52 +361,15 @@ def render_card(document: dict, features, *, repo_id: str | None = None) -> str:
             for split, stats in document["splits"].items()
         },
         "plots": {split: plot_paths(split) for split in splits},
-        "features": data_columns,
-        "text_columns": text_columns,
-        "train_split": train_split,
-        "load_snippet": f"from datasets import load_dataset\n\ndataset = load_dataset({json.dumps(name)})\n"
-                        f"row = dataset[{json.dumps(train_split)}][0]\n"
-                        "print(len(row[\"prompt_ids\"]), len(row[\"chosen_ids\"]), len(row[\"rejected_ids\"]))",
-        "train_command": shlex.join(train_command),
+        "columns": _columns(features, run),
+        "c": contract,
+        "name": repo_id if repo_id else "PATH_OR_REPO_ID",
+        "train_split": train_split or "SPLIT",
+        "eval_split": eval_split,
+        "model": model,
         "model_is_placeholder": model == "MODEL",
-        "trl_snippet": _trl_snippet(name, train_split, model, poet),
         "provenance": _provenance(run, sizes),
         "schema_version": document.get("schema_version"),
     }
     return _environment().get_template(TEMPLATE).render(**context)
 
-
-def _trl_snippet(name: str, split: str, model: str, poet: bool) -> str:
-    model_literal = json.dumps(model)
-    apply_poet = "" if poet else '''
-
-
-def poet(row):  # these completions are untruncated: apply POET here (or skip this for the baseline)
-    length = min(len(row["chosen_ids"]), len(row["rejected_ids"]))
-    return {"chosen_ids": row["chosen_ids"][:length], "rejected_ids": row["rejected_ids"][:length]}
-
-
-train = train.map(poet)'''
-    return f'''from datasets import load_dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import DPOConfig, DPOTrainer
-
-
-class PretokenizedDPOTrainer(DPOTrainer):
-    """TRL re-tokenizes the text columns by default, which would undo the truncation:
-    train on the stored token ids as they are."""
-
-    def _prepare_dataset(self, dataset, *args, **kwargs):
-        return dataset
-
-
-train = load_dataset({json.dumps(name)}, split={json.dumps(split)}).select_columns({json.dumps(TOKEN_ID_COLUMNS)}){apply_poet}
-model = AutoModelForCausalLM.from_pretrained({model_literal})
-tokenizer = AutoTokenizer.from_pretrained({model_literal})
-trainer = PretokenizedDPOTrainer(
-    model=model,
-    args=DPOConfig(output_dir="runs/dpo", max_length=None),  # rows are already within the max length
-    train_dataset=train,
-    processing_class=tokenizer,
-)
-trainer.train()'''

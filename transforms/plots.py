@@ -1,10 +1,10 @@
 """The card's plots, drawn from ``stats.json`` alone (no shard is read again), as PNG bytes.
 
-Per split:
+Per split (file names from :func:`transforms.contract.plot_file`):
 
-* ``plots/{split}_lengths.png``: completion lengths of chosen vs rejected before
+* ``lengths``: completion lengths of chosen vs rejected before
   POET (overlaid), and the POET length after it, with the max-length cut marked;
-* ``plots/{split}_chosen_vs_rejected.png``: the joint histogram of chosen vs
+* ``chosen_vs_rejected``: the joint histogram of chosen vs
   rejected length before POET with the diagonal (POET keeps the shorter one).
 
 Matplotlib's object API with the Agg canvas is used directly, never ``pyplot``, so
@@ -20,24 +20,22 @@ import math
 
 import numpy as np
 
-PLOT_DIR = "plots"
+from poet.transforms.contract import PLOT_KINDS, RunDescription, plot_file
+
 DPI = 100
 _COLORS = {"chosen": "#1f77b4", "rejected": "#ff7f0e", "poet": "#2ca02c", "cut": "#d62728"}
 _MAX_BINS = 60
 
 
 def plot_paths(split: str) -> dict[str, str]:
-    """Relative paths (from the folder's root) of one split's plots."""
-    return {
-        "lengths": f"{PLOT_DIR}/{split}_lengths.png",
-        "chosen_vs_rejected": f"{PLOT_DIR}/{split}_chosen_vs_rejected.png",
-    }
+    """Relative paths (from the folder's root) of one split's plots, by kind."""
+    return {kind: plot_file(split, kind) for kind in PLOT_KINDS}
 
 
 def render_plots(document: dict) -> dict[str, bytes]:
     """Every plot of a stats.json document: relative path -> PNG bytes."""
-    options = document.get("run", {}).get("options", {})
-    max_length, poet = options.get("max_length"), options.get("poet", True)
+    options = RunDescription.from_json(document.get("run")).options
+    max_length, poet = options.max_length, options.poet
     plots = {}
     for split, stats in document["splits"].items():
         paths = plot_paths(split)

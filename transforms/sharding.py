@@ -16,10 +16,6 @@ from dataclasses import dataclass
 FragmentKey = tuple  # (split, file_index, first line of the fragment)
 
 
-def shard_file_name(split: str, index: int, count: int) -> str:
-    return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
-
-
 @dataclass(frozen=True)
 class ShardPlan:
     """How many shards each split gets and at which rank each fragment of rows starts."""

@@ -69,6 +69,7 @@ class LengthStats:
         c["rejected_lost_eos"] += pair.rejected_lost_eos
         c["completion_tokens_before_poet"] += pair.chosen_capped + pair.rejected_capped
         c["completion_tokens_after_poet"] += pair.chosen_kept + pair.rejected_kept
+        c["completion_tokens_poet_rule"] += 2 * pair.poet  # what the POET rule keeps, applied or not
         c["training_tokens_before_poet"] += 2 * pair.prompt + pair.chosen_capped + pair.rejected_capped
         c["training_tokens_after_poet"] += 2 * pair.prompt + pair.chosen_kept + pair.rejected_kept
 
@@ -104,6 +105,7 @@ class LengthStats:
             "equal_length": _share(c["equal_length"], pairs),
             "poet_cut": _share(c["poet_cut"], pairs),
             "poet_would_cut": _share(c["poet_would_cut"], pairs),
+            "poet_removed_tokens": _share(before - c["completion_tokens_poet_rule"], before),
             "chosen_lost_eos": c["chosen_lost_eos"],
             "rejected_lost_eos": c["rejected_lost_eos"],
             "completion_tokens": {

@@ -4,7 +4,7 @@ Schema (version 1)::
 
     {
       "schema_version": 1,
-      "run": {...provenance: sources, tokenizer, options, versions, date...},
+      "run": {...provenance: sources, tokenizer, options, versions, date: transforms.contract.RunDescription...},
       "splits": {SPLIT: SPLIT_STATS},
       "overall": SPLIT_STATS,              # all splits merged
       "shards": {SPLIT: [{"file", "num_rows", "num_bytes", "file_size"}]}
@@ -15,7 +15,8 @@ Schema (version 1)::
       "lengths": {prompt|chosen|rejected|poet: {count, mean, std, min, p10, p50, p90, p99, max}},
       "histograms": {prompt|chosen|rejected|poet: [[length, count], ...]},
       "chosen_rejected": {"edges": [0, 1, 2, ...], "counts": [[chosen_bin, rejected_bin, count], ...]},
-      "chosen_longer" | "rejected_longer" | "equal_length" | "poet_cut" | "poet_would_cut": {"count", "pct"},
+      "chosen_longer" | "rejected_longer" | "equal_length" | "poet_cut" | "poet_would_cut"
+        | "poet_removed_tokens": {"count", "pct"},
       "chosen_lost_eos", "rejected_lost_eos",
       "completion_tokens" | "training_tokens": {"before_poet", "after_poet", "removed", "removed_pct"},
       "dead_letter_reasons": {reason: count}
@@ -33,7 +34,9 @@ Shares: ``chosen_longer``/``rejected_longer``/``equal_length`` compare the
 lengths before any truncation; ``poet_cut`` counts the pairs whose written
 completions are shorter than after the max-length cap alone (0 for a
 ``--no-poet`` run), ``poet_would_cut`` the pairs whose completions differ in
-length after the max-length cap (what POET cuts, or would cut at train time).
+length after the max-length cap (what POET cuts, or would cut at train time);
+``poet_removed_tokens`` the completion tokens the POET rule removes after the
+max-length cap, in % of them (what it removed, or would remove at train time).
 A completion "lost its EOS" when truncation removed every EOS token it had.
 "before_poet" token totals are after the max-length cap; training tokens
 count the prompt once per sequence (twice per pair). ``std`` is the sample
@@ -49,15 +52,14 @@ from __future__ import annotations
 import json
 import re
 
+from poet.transforms.contract import RunDescription
 from poet.transforms.stats import STATS_SCHEMA_VERSION, LengthStats, overall
-
-STATS_FILE = "stats.json"
 
 
 def build_stats_document(
     split_stats: dict[str, LengthStats],
     shards: list[tuple],
-    run: dict,
+    run: RunDescription,
     file_sizes: dict[str, int] | None = None,
 ) -> dict:
     """``shards`` holds ``(split, file, num_rows, num_bytes)`` for every shard written;
@@ -68,7 +70,7 @@ def build_stats_document(
         files[split].append({"file": name, "num_rows": rows, "num_bytes": nbytes, "file_size": size})
     return {
         "schema_version": STATS_SCHEMA_VERSION,
-        "run": run,
+        "run": run.to_json(),
         "splits": {split: stats.to_dict() for split, stats in sorted(split_stats.items())},
         "overall": overall(split_stats).to_dict(),
         "shards": files,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from poet.transforms.contract import RunDescription
 from poet.transforms.stats import PERCENTILES, QUANTITIES
 
 
@@ -53,7 +54,7 @@ def render_split(name: str, stats: dict, *, poet: bool = True) -> str:
 
 
 def render(document: dict) -> str:
-    poet = document.get("run", {}).get("options", {}).get("poet", True)
+    poet = RunDescription.from_json(document.get("run")).options.poet
     sections = [render_split(name, stats, poet=poet) for name, stats in document["splits"].items()]
     if len(document["splits"]) > 1:
         sections.append(render_split("all splits", document["overall"], poet=poet))

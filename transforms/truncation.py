@@ -5,7 +5,7 @@ with EOS (see :mod:`transforms.tokenization`); the usual per-sequence length
 limit runs first (prompt keeps its last ``max_prompt_length`` tokens, then
 prompt+completion keeps its first ``max_length`` tokens, like TRL's
 ``keep_start`` collator); then both completions are cut to
-``L = min(len(chosen), len(rejected))``. EOS counts in the lengths and is not
+``L = min(len(chosen), len(rejected))`` (:mod:`transforms.poet_rule`). EOS counts in the lengths and is not
 re-appended to the side that was cut; the prompt is never touched by POET.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from poet.transforms.poet_rule import poet_length, poet_truncate
 from poet.transforms.reasons import Reason, RowRejected
 from poet.transforms.tokenization import TokenizedPair
 
@@ -30,12 +31,6 @@ class TruncatedPair:
     @property
     def prompt_length(self) -> int:
         return len(self.prompt_ids)
-
-
-def poet_truncate(chosen_ids: list[int], rejected_ids: list[int]) -> tuple[list[int], list[int]]:
-    """Cut both completions to the shorter one's length: the POET rule."""
-    length = min(len(chosen_ids), len(rejected_ids))
-    return chosen_ids[:length], rejected_ids[:length]
 
 
 def truncate_pair(
@@ -57,7 +52,7 @@ def truncate_pair(
             )
         room = min(room, max_length - len(prompt))
     chosen, rejected = pair.chosen_ids[:room], pair.rejected_ids[:room]
-    poet_length = min(len(chosen), len(rejected))
+    shared = poet_length(len(chosen), len(rejected))
     if poet:
         chosen, rejected = poet_truncate(chosen, rejected)
     if chosen == rejected:
@@ -71,5 +66,5 @@ def truncate_pair(
         chosen_length_orig=len(pair.chosen_ids),
         rejected_length_orig=len(pair.rejected_ids),
         completion_room=room,
-        poet_length=poet_length,
+        poet_length=shared,
     )
