@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[train,test]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[train,test,dask]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -24,6 +24,8 @@ class _WriteSplitFile(beam.DoFn):
 
 
 class WriteDeadLetters(beam.PTransform):
+    """``DeadLetter`` elements → ``dead_letter/{split}.jsonl``; outputs ``(split, count)`` per file written."""
+
     def __init__(self, folder: str):
         super().__init__()
         self.folder = folder

@@ -29,7 +29,7 @@ class _LengthStatsFn(beam.CombineFn):
 
 
 class ComputeLengthStats(beam.PTransform):
-    """``(rows, dead_letters)`` → one ``{split: LengthStats}`` dict."""
+    """``(rows, dead_letters)`` → one ``(split, LengthStats)`` per split that has rows or dead letters."""
 
     def expand(self, pcolls):
         rows, dead_letters = pcolls
@@ -40,5 +40,4 @@ class ComputeLengthStats(beam.PTransform):
             )
             | "Merge" >> beam.Flatten()
             | "PerSplit" >> beam.CombinePerKey(_LengthStatsFn())
-            | "AsDict" >> beam.combiners.ToDict()
         )

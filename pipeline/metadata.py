@@ -11,6 +11,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from poet.pipeline.gather import Gather
 from poet.transforms.contract import CARD_FILE, STATS_FILE, RunDescription
 from poet.transforms.stats import LengthStats
 from poet.transforms.stats_file import build_stats_document, dumps
@@ -49,7 +50,9 @@ class _WriteMetadata(beam.DoFn):
     def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None):
         self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
 
-    def process(self, _, stats: dict, shards: list):
+    def process(self, parts: list):
+        stats = dict(value for kind, value in parts if kind == "stats")
+        shards = [value for kind, value in parts if kind == "shard"]
         split_stats = {split: stats.get(split, LengthStats()) for split in self.splits}
         sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
         document = build_stats_document(split_stats, shards, self.run, sizes)
@@ -58,7 +61,11 @@ class _WriteMetadata(beam.DoFn):
 
 
 class WriteDatasetMetadata(beam.PTransform):
-    """``(stats, shards)`` → files at the folder's root; outputs the stats document.
+    """``(stats, shards, dead_letter_files)`` → files at the folder's root; outputs the stats document.
+
+    All three are gathered on one worker, and the files are written once every
+    shard and dead-letter file exists. That is also what makes the Dask runner
+    write everything: it runs only what the pipeline's last step depends on.
 
     ``repo_id`` (optional) names the dataset in the card's snippets: the Hub repo it
     will be published to, or its final path; unset, the card shows a placeholder.
@@ -69,13 +76,15 @@ class WriteDatasetMetadata(beam.PTransform):
         self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
 
     def expand(self, pcolls):
-        stats, shards = pcolls
+        stats, shards, dead_letter_files = pcolls
         return (
-            stats.pipeline
-            | "Once" >> beam.Create([None])
-            | "Write" >> beam.ParDo(
-                _WriteMetadata(self.folder, self.splits, self.run, self.features, self.repo_id),
-                stats=beam.pvalue.AsSingleton(stats),
-                shards=beam.pvalue.AsList(shards),
+            (
+                stats.pipeline | "Once" >> beam.Create([("run", None)]),  # so an empty run still gets its files
+                stats | "TagStats" >> beam.Map(lambda split_stats: ("stats", split_stats)),
+                shards | "TagShards" >> beam.Map(lambda shard: ("shard", shard)),
+                dead_letter_files | "TagDeadLetters" >> beam.Map(lambda counted: ("dead_letters", counted)),
             )
+            | "Parts" >> beam.Flatten()
+            | "AllParts" >> Gather()
+            | "Write" >> beam.ParDo(_WriteMetadata(self.folder, self.splits, self.run, self.features, self.repo_id))
         )

@@ -13,7 +13,7 @@ import importlib.metadata
 import logging
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from poet.pipeline.dead_letters import WriteDeadLetters
 from poet.pipeline.inputs import InputPlan, plan_inputs
@@ -21,8 +21,9 @@ from poet.pipeline.length_stats import ComputeLengthStats
 from poet.pipeline.metadata import WriteDatasetMetadata
 from poet.pipeline.options import PrepareConfig
 from poet.pipeline.output import check_output, commit, discard, staging_folder
-from poet.pipeline.prepare_pairs import DEAD, PreparePairs
+from poet.pipeline.prepare_pairs import PreparePairs
 from poet.pipeline.read import ReadPreferenceFiles
+from poet.pipeline.runners import choose_runner, release, run_in_process
 from poet.pipeline.tokenizer_source import TokenizerSource
 from poet.pipeline.write_shards import WriteShards
 from poet.transforms.contract import STATS_FILE, RunDescription, RunOptions, Source, TokenizerInfo
@@ -56,47 +57,21 @@ class PrepareDataset(beam.PTransform):
             include_text=config.include_text,
         )
         # rows travel in lists (one per tokenizer batch) wherever they are shuffled: see ReadPreferenceFiles
-        prepared = (
+        chunk_rows = config.batch_size * PreparePairs.BATCHES_PER_CHUNK
+        row_lists, dead_letters = (
             pbegin
-            | "ReadFiles" >> ReadPreferenceFiles(self.plan.files, config.batch_size, spread=self.spread)
+            | "ReadFiles" >> ReadPreferenceFiles(self.plan.files, chunk_rows, spread=self.spread)
             | "PreparePairs" >> PreparePairs(self.tokenizer, settings, config.batch_size)
         )
-        row_lists, dead_letters = prepared.rows, prepared[DEAD]
         shards = row_lists | "WriteShards" >> WriteShards(
             self.folder, config.splits, features.arrow_schema, config.num_shards, config.max_shard_bytes
         )
-        dead_letters | "WriteDeadLetters" >> WriteDeadLetters(self.folder)
+        dead_letter_files = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(self.folder)
         rows = row_lists | "Rows" >> beam.FlatMap(lambda row_list: row_list)
         stats = (rows, dead_letters) | "LengthStats" >> ComputeLengthStats()
-        return (stats, shards) | "WriteMetadata" >> WriteDatasetMetadata(
+        return (stats, shards, dead_letter_files) | "WriteMetadata" >> WriteDatasetMetadata(
             self.folder, config.splits, self.run, features, repo_id=config.push_to_hub
         )
-
-
-def choose_runner(options: PipelineOptions):
-    """Beam's DirectRunner first tries to download the Prism binary; run the in-process FnApiRunner instead.
-
-    It honours ``--direct_num_workers N --direct_running_mode multi_processing``
-    (N worker processes; 0 means one per core). The default stays one worker
-    in this process: on a laptop the tokenizer already uses every core inside
-    each batch, and measured on 2 cores, worker processes were slower (see
-    benchmarks/RESULTS.md).
-    """
-    standard = options.view_as(StandardOptions)
-    if standard.runner in (None, "DirectRunner", "direct"):
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        standard.runner = None
-        return FnApiRunner()
-    return None
-
-
-def run_in_process(runner, options: PipelineOptions) -> bool:
-    """Whether the job runs as one worker inside this process (the default local run)."""
-    from apache_beam.options.pipeline_options import DirectOptions
-
-    direct = options.view_as(DirectOptions)
-    return runner is not None and direct.direct_running_mode in (None, "in_memory")
 
 
 def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> RunDescription:
@@ -146,6 +121,8 @@ def run(config: PrepareConfig, beam_args: list[str]) -> dict:
     """Run the whole job; return the stats document of the finished folder."""
     check_output(config.output, config.overwrite)
     plan = plan_inputs(config)
+    options = PipelineOptions(beam_args)
+    runner = choose_runner(options, len(plan.files))
     source = TokenizerSource.resolve(config.tokenizer)
     tokenizer = source.load()
     if plan.conversational and not tokenizer.chat_template:
@@ -153,17 +130,20 @@ def run(config: PrepareConfig, beam_args: list[str]) -> dict:
             f"the data is conversational but tokenizer {config.tokenizer!r} has no chat template; "
             "use a chat tokenizer or plain-text data"
         )
-    options = PipelineOptions(beam_args)
-    runner = choose_runner(options)
     staging = staging_folder(config.output)
     _log.info("poet: %d file(s), %s data, staging in %s", len(plan.files),
               "conversational" if plan.conversational else "plain-text", staging)
     try:
-        with beam.Pipeline(runner=runner, options=options) as pipeline:
-            _ = pipeline | "PrepareDataset" >> PrepareDataset(
-                config, plan, source, staging, describe_run(config, plan, tokenizer),
-                spread=not run_in_process(runner, options),
-            )
+        pipeline = beam.Pipeline(runner=runner, options=options)
+        _ = pipeline | "PrepareDataset" >> PrepareDataset(
+            config, plan, source, staging, describe_run(config, plan, tokenizer),
+            spread=not run_in_process(runner, options),
+        )
+        result = pipeline.run()
+        try:
+            result.wait_until_finish()
+        finally:
+            release(result)
         document = read_stats(staging)
         commit(staging, config.output)
     except BaseException:

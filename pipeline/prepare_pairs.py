@@ -12,16 +12,16 @@ from poet.pipeline.read import RowBatch
 from poet.pipeline.tokenizer_source import TokenizerSource
 from poet.transforms.prepare import DeadLetter, OverlappingPreparer, PairPreparer, PrepareSettings
 
-DEAD = "dead_letters"
 _log = logging.getLogger("poet")
 
 
 class _PrepareBatch(beam.DoFn):
     """Loads the tokenizer once per worker, then turns each chunk into lists of rows and single dead letters.
 
-    Tokenizer batches overlap (see :class:`~transforms.prepare.OverlappingPreparer`):
+    The tokenizer batches of a chunk overlap (see :class:`~transforms.prepare.OverlappingPreparer`):
     the results of a batch come out while the next one is processed, and the
-    last batch of a bundle comes out in ``finish_bundle``.
+    last batch comes out when the chunk is done. Everything leaves from
+    ``process``: Beam's Dask runner drops what ``finish_bundle`` emits.
     """
 
     def __init__(self, tokenizer: TokenizerSource, settings: PrepareSettings, batch_size: int,
@@ -38,35 +38,27 @@ class _PrepareBatch(beam.DoFn):
         self.lengths = {q: Metrics.distribution("poet", f"{q}_length") for q in ("prompt", "chosen", "rejected", "poet")}
         self.done, self.started, self.last_report = 0, time.monotonic(), time.monotonic()
 
-    def start_bundle(self):
-        self.preparer.discard()  # nothing carried over from a bundle that failed
-
     def process(self, chunk):
+        self.preparer.discard()  # nothing carried over from a chunk that failed
         for start in range(0, len(chunk), self.batch_size):
             batch = chunk[start:start + self.batch_size]
             yield from self._route(self.preparer.push(batch))
             self._report(len(batch))
-
-    def finish_bundle(self):
-        for output in self._route(self.preparer.flush()):
-            if isinstance(output, beam.pvalue.TaggedOutput):
-                yield beam.pvalue.TaggedOutput(output.tag, _global(output.value))
-            else:
-                yield _global(output)
+        yield from self._route(self.preparer.flush())
 
     def teardown(self):
         if hasattr(self, "preparer"):
             self.preparer.close()
 
     def _route(self, results):
-        """Dead letters one by one on their tagged output; kept rows as one list."""
+        """Dead letters one by one; kept rows as one list."""
         rows = RowBatch()
         for result in results:
             if isinstance(result, DeadLetter):
                 if result.reason not in self.dead:
                     self.dead[result.reason] = Metrics.counter("poet", f"dead_letter_{result.reason}")
                 self.dead[result.reason].inc()
-                yield beam.pvalue.TaggedOutput(DEAD, result)
+                yield result
             else:
                 rows.append(result)
         if rows:
@@ -88,21 +80,17 @@ class _PrepareBatch(beam.DoFn):
             _log.info("poet: %s rows prepared on this worker (%.0f rows/s)", f"{self.done:,}", rate)
 
 
-def _global(value):
-    """An output of ``finish_bundle``: in the global window, like every element of this batch pipeline."""
-    from apache_beam.transforms.window import GlobalWindow
-    from apache_beam.utils.timestamp import MIN_TIMESTAMP
-    from apache_beam.utils.windowed_value import WindowedValue
-
-    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
-
-
 class PreparePairs(beam.PTransform):
-    """Chunks of ``(RowOrigin, SourceRow)`` → main output: lists (:class:`RowBatch`) of ``PreparedRow``; tagged output
-    ``dead_letters``: one ``DeadLetter`` per element.
+    """Chunks of ``(RowOrigin, SourceRow)`` → ``(row_lists, dead_letters)``: lists (:class:`RowBatch`) of
+    ``PreparedRow``, and one ``DeadLetter`` per element.
 
-    Each chunk is prepared in tokenizer batches of at most ``batch_size`` rows.
+    Each chunk is prepared in tokenizer batches of at most ``batch_size`` rows;
+    chunks of ``BATCHES_PER_CHUNK`` batches keep the tokenizer busy. One ParDo
+    emits both kinds and two filters split them: Beam's Dask runner does not
+    separate the tagged outputs of a ParDo.
     """
+
+    BATCHES_PER_CHUNK = 8
 
     def __init__(self, tokenizer: TokenizerSource, settings: PrepareSettings, batch_size: int):
         super().__init__()
@@ -111,6 +99,10 @@ class PreparePairs(beam.PTransform):
         self.batch_size = batch_size
 
     def expand(self, chunks):
-        return chunks | "TokenizeAndTruncate" >> beam.ParDo(
+        prepared = chunks | "TokenizeAndTruncate" >> beam.ParDo(
             _PrepareBatch(self.tokenizer, self.settings, self.batch_size)
-        ).with_outputs(DEAD, main="rows")
+        )
+        return (
+            prepared | "Kept" >> beam.Filter(lambda output: isinstance(output, RowBatch)),
+            prepared | "SetAside" >> beam.Filter(lambda output: isinstance(output, DeadLetter)),
+        )

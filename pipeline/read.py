@@ -6,6 +6,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from poet.pipeline.gather import Spread
 from poet.transforms.prepare import RowOrigin
 from poet.transforms.readers import iter_rows
 
@@ -42,12 +43,12 @@ class ReadPreferenceFiles(beam.PTransform):
     """Read ``(split, file_index, path)`` specs into chunks (:class:`RowBatch`) of ``(RowOrigin, SourceRow)`` pairs.
 
     One file is read by one worker (line numbers must be exact for the dead
-    letters and the shard order); with ``spread`` a reshuffle then spreads the
-    chunks over the workers. Rows travel in chunks of ``chunk_rows`` (the
-    tokenizer batch size), so the runner's per-element cost (encoding,
+    letters and the shard order); with ``spread`` the chunks are then spread
+    over the workers. Rows travel in chunks of ``chunk_rows`` (a few
+    tokenizer batches), so the runner's per-element cost (encoding,
     shuffling) is paid once per chunk, not once per row.
 
-    ``spread=False`` is for a single in-process worker, where a reshuffle only
+    ``spread=False`` is for a single in-process worker, where spreading only
     costs: without it, reading, preparing and writing fuse into one streaming
     stage and no runner buffer ever holds the dataset.
     """
@@ -62,7 +63,7 @@ class ReadPreferenceFiles(beam.PTransform):
         chunks = (
             pbegin
             | "ListFiles" >> beam.Create(self.files)
-            | "SpreadFiles" >> beam.Reshuffle()
+            | "SpreadFiles" >> Spread(lambda spec: spec[1])
             | "ReadRows" >> beam.ParDo(_ReadFile(self.chunk_rows))
         )
-        return chunks | "SpreadChunks" >> beam.Reshuffle() if self.spread else chunks
+        return chunks | "SpreadChunks" >> Spread(lambda chunk: chunk[0][0].sort_key) if self.spread else chunks

@@ -3,9 +3,9 @@
 Rows never travel through a shuffle. Each batch of prepared rows is written
 where it was prepared, as a small Arrow fragment in the staging folder (a
 deterministic name and content per batch, so a retried bundle rewrites the
-same file). Only a few numbers per fragment go through the runner: they give
-the :class:`ShardPlan`, which tells every shard writer which fragments, and
-which rows of them, make its shard. Writers stream fragments into Parquet row
+same file). Only a few numbers per fragment go through the runner: gathered on
+one worker, they give the :class:`ShardPlan`, from which each shard becomes a
+:class:`ShardJob` naming the fragments, and the rows of them, that make it. Writers stream fragments into Parquet row
 groups, so memory holds one fragment and one row group, whatever the size of
 the dataset or of a shard. The fragments are deleted once every shard exists.
 """
@@ -23,8 +23,9 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from poet.transforms.schema import estimate_nbytes
+from poet.pipeline.gather import Gather, Spread
 from poet.transforms.contract import shard_file
+from poet.transforms.schema import estimate_nbytes
 from poet.transforms.sharding import ShardPlan
 
 ROW_GROUP_SIZE = 1000  # rows per Parquet row group: small enough for streaming reads
@@ -121,31 +122,54 @@ class _WriteFragment(beam.DoFn):
                        sum(estimate_nbytes(r.row) for r in rows), path)
 
 
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to write: its file name and its rows, as ``(fragment path, first row, rows)`` pieces in order."""
+
+    split: str
+    index: int
+    name: str
+    pieces: tuple[tuple[str, int, int], ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, _, rows in self.pieces)
+
+
+def plan_shards(fragments: list[Fragment], splits: list[str], num_shards: int | None,
+                max_shard_bytes: int) -> list[ShardJob]:
+    """Every shard of every split with rows, from the fragments of all workers."""
+    plan = ShardPlan.from_fragments(splits, [(f.key, (f.rows, f.nbytes)) for f in fragments],
+                                    num_shards=num_shards, max_shard_bytes=max_shard_bytes)
+    jobs = []
+    for split in splits:
+        ordered = sorted((f for f in fragments if f.split == split), key=lambda f: f.key)
+        for index in range(plan.shard_counts[split] if plan.totals[split] else 0):
+            lo, hi = plan.rank_range(split, index)
+            pieces = []
+            for fragment in ordered:
+                start = plan.fragment_offsets[fragment.key]
+                if start < hi and start + fragment.rows > lo:
+                    first = max(lo - start, 0)
+                    pieces.append((fragment.path, first, min(hi, start + fragment.rows) - start - first))
+            jobs.append(ShardJob(split, index, shard_file(split, index, plan.shard_counts[split]), tuple(pieces)))
+    return jobs
+
+
 class _WriteShard(beam.DoFn):
     def __init__(self, folder: str, schema: pa.Schema):
         self.folder, self.schema = folder, schema
 
-    def process(self, shard, plan: ShardPlan, fragments: list[Fragment]):
-        split, index = shard
-        lo, hi = plan.rank_range(split, index)
-        name = shard_file(split, index, plan.shard_counts[split])
-        nbytes = write_parquet(f"{self.folder}/{name}", self._pieces(split, lo, hi, plan, fragments), self.schema)
-        yield split, name, hi - lo, nbytes
-
-    @staticmethod
-    def _pieces(split: str, lo: int, hi: int, plan: ShardPlan, fragments: list[Fragment]):
-        """The rows of ranks ``[lo, hi)``, fragment by fragment."""
-        for fragment in sorted((f for f in fragments if f.split == split), key=lambda f: f.key):
-            start = plan.fragment_offsets[fragment.key]
-            if start < hi and start + fragment.rows > lo:
-                table = _read_fragment(fragment.path)
-                yield table.slice(max(lo - start, 0), min(hi, start + fragment.rows) - max(lo, start))
+    def process(self, job: ShardJob):
+        pieces = (_read_fragment(path).slice(first, rows) for path, first, rows in job.pieces)
+        nbytes = write_parquet(f"{self.folder}/{job.name}", pieces, self.schema)
+        yield job.split, job.name, job.rows, nbytes
 
 
-def _shards_of(split: str, plan: ShardPlan):
-    if plan.totals[split]:
-        for index in range(plan.shard_counts[split]):
-            yield split, index
+def _remove_fragments(written: list, fragments_dir: str) -> list:
+    """Delete the fragments once every shard exists; pass the shards' records on."""
+    delete_tree(fragments_dir)
+    return written
 
 
 def delete_tree(path: str) -> None:
@@ -159,7 +183,8 @@ def delete_tree(path: str) -> None:
 
 
 class WriteShards(beam.PTransform):
-    """Lists of ``PreparedRow`` → the contract's shard files; outputs ``(split, file, rows, bytes)``.
+    """Lists of ``PreparedRow`` → the contract's shard files; outputs ``(split, file, rows, bytes)``
+    once every shard is written and the fragments are gone.
 
     Each input list holds consecutive rows of one file (a tokenizer batch).
     Rows keep their source order; shard boundaries come from a :class:`ShardPlan`
@@ -172,29 +197,15 @@ class WriteShards(beam.PTransform):
         self.folder, self.splits, self.schema = folder, splits, schema
         self.num_shards, self.max_shard_bytes = num_shards, max_shard_bytes
 
-    def _plan(self, fragments: list[Fragment]) -> ShardPlan:
-        sizes = [(f.key, (f.rows, f.nbytes)) for f in fragments]
-        return ShardPlan.from_fragments(
-            self.splits, sizes, num_shards=self.num_shards, max_shard_bytes=self.max_shard_bytes
-        )
-
     def expand(self, row_lists):
         fragments_dir = f"{self.folder}/{FRAGMENTS}"
-        fragments = row_lists | "WriteFragments" >> beam.ParDo(_WriteFragment(fragments_dir, self.schema))
-        all_fragments = beam.pvalue.AsList(fragments)
-        plan = beam.pvalue.AsSingleton(fragments | "AllFragments" >> beam.combiners.ToList()
-                                       | "Plan" >> beam.Map(self._plan))
-        splits = row_lists.pipeline | "Splits" >> beam.Create(self.splits)
-        written = (
-            splits
-            | "ListShards" >> beam.FlatMap(_shards_of, plan=plan)
-            | "SpreadShards" >> beam.Reshuffle()
-            | "WriteParquet" >> beam.ParDo(_WriteShard(self.folder, self.schema), plan=plan,
-                                           fragments=all_fragments)
+        return (
+            row_lists
+            | "WriteFragments" >> beam.ParDo(_WriteFragment(fragments_dir, self.schema))
+            | "AllFragments" >> Gather()
+            | "PlanShards" >> beam.FlatMap(plan_shards, self.splits, self.num_shards, self.max_shard_bytes)
+            | "SpreadShards" >> Spread(lambda job: (job.split, job.index))
+            | "WriteParquet" >> beam.ParDo(_WriteShard(self.folder, self.schema))
+            | "AllWritten" >> Gather()
+            | "RemoveFragments" >> beam.FlatMap(_remove_fragments, fragments_dir)
         )
-        _ = (
-            written
-            | "AllWritten" >> beam.combiners.Count.Globally()
-            | "RemoveFragments" >> beam.Map(lambda _: delete_tree(fragments_dir))
-        )
-        return written

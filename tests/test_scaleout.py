@@ -2,6 +2,9 @@
 
 * Several worker processes (``--direct_num_workers 2 --direct_running_mode
   multi_processing``) write the same bytes as the default in-process run.
+* So does a real ``dask.distributed`` cluster: a scheduler and two worker
+  processes on 127.0.0.1, started like a Slurm job starts them, running
+  ``--runner DaskRunner --dask_client_address tcp://...``.
 * What a Dataflow worker does with ``--setup_file ./setup.py``: Beam's own
   stager builds the sdist from the repository, the sdist alone is installed into
   a fresh virtual environment, and its ``poet prepare``, run outside the
@@ -14,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -36,20 +42,136 @@ def dataset_files(folder: Path) -> dict[str, bytes]:
     return files
 
 
-def test_worker_processes_write_the_same_bytes_as_one_in_process_worker(tmp_path):
-    args = ["--input", f"train={HH_SAMPLE}", "--input", f"test={SHAREGPT_SAMPLE}", "--tokenizer", str(MINIMIND),
-            "--max-length", "512", "--num-shards", "3", "--batch-size", "100"]
-    assert prepare(tmp_path / "one", *args) == 0
-    assert prepare(tmp_path / "two", *args, "--direct_num_workers", "2",
-                   "--direct_running_mode", "multi_processing") == 0
-    one, two = dataset_files(tmp_path / "one"), dataset_files(tmp_path / "two")
-    assert sorted(one) == sorted(two)
-    assert [name for name in one if name.startswith("data/")] == [
+SCALE_ARGS = ["--input", f"train={HH_SAMPLE}", "--input", f"test={SHAREGPT_SAMPLE}", "--tokenizer", str(MINIMIND),
+              "--max-length", "512", "--num-shards", "3", "--batch-size", "100"]
+
+
+@pytest.fixture(scope="module")
+def in_process_run(tmp_path_factory) -> dict[str, bytes]:
+    """The files of the default run (one in-process worker) with ``SCALE_ARGS``."""
+    out = tmp_path_factory.mktemp("scale") / "one"
+    assert prepare(out, *SCALE_ARGS) == 0
+    files = dataset_files(out)
+    assert [name for name in files if name.startswith("data/")] == [
         f"data/{split}-{i:05d}-of-00003.parquet" for split in ("test", "train") for i in range(3)
     ]
-    for name in one:
-        assert one[name] == two[name], name
-    assert not list(tmp_path.glob("*/.poet-fragments")), "temporary fragments must not reach the output"
+    assert [name for name in files if name.startswith("dead_letter/")] == ["dead_letter/test.jsonl",
+                                                                          "dead_letter/train.jsonl"]
+    return files
+
+
+def assert_same_files(expected: dict[str, bytes], folder: Path) -> None:
+    got = dataset_files(folder)
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        assert got[name] == expected[name], name
+    assert not list(folder.glob(".poet-fragments")), "temporary fragments must not reach the output"
+
+
+def test_worker_processes_write_the_same_bytes_as_one_in_process_worker(tmp_path, in_process_run):
+    assert prepare(tmp_path / "two", *SCALE_ARGS, "--direct_num_workers", "2",
+                   "--direct_running_mode", "multi_processing") == 0
+    assert_same_files(in_process_run, tmp_path / "two")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DaskCluster:
+    """``dask scheduler`` and ``dask worker`` processes on 127.0.0.1, each in its own process group."""
+
+    def __init__(self, folder: Path, workers: int):
+        self.folder, self.address = folder, f"tcp://127.0.0.1:{_free_port()}"
+        self.processes: list[subprocess.Popen] = []
+        dask = Path(sys.executable).parent / "dask"
+        port = self.address.rsplit(":", 1)[1]
+        self._start("scheduler", [dask, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"])
+        for i in range(workers):
+            self._start(f"worker-{i}", [dask, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
+                                        "--no-dashboard", "--memory-limit", "3GB",
+                                        "--local-directory", folder / f"worker-{i}"])
+
+    def _start(self, name: str, command: list) -> None:
+        log = open(self.folder / f"{name}.log", "wb")
+        self.processes.append(subprocess.Popen([str(c) for c in command], stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, start_new_session=True))
+        log.close()
+
+    def wait_for_workers(self, count: int, timeout: float = 90) -> None:
+        from distributed import Client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.processes):
+                break
+            try:
+                with Client(self.address, timeout=5) as client:
+                    client.wait_for_workers(count, timeout=max(1, deadline - time.monotonic()))
+                    return
+            except (OSError, TimeoutError):
+                time.sleep(0.5)
+        pytest.fail(f"the Dask cluster did not start:\n{self.logs()}")
+
+    def executed_tasks(self) -> list[int]:
+        """Tasks each worker has run so far."""
+        from distributed import Client
+
+        with Client(self.address, timeout=10) as client:
+            return sorted(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.folder.glob("*.log")))
+
+    def stop(self) -> None:
+        """Workers first, then the scheduler: each process group gets SIGTERM, then SIGKILL after 10 s."""
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory, request) -> DaskCluster:
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    cluster = DaskCluster(tmp_path_factory.mktemp("dask"), workers=2)
+    request.addfinalizer(cluster.stop)
+    cluster.wait_for_workers(2)
+    return cluster
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_a_two_worker_dask_cluster_writes_the_same_bytes_as_one_in_process_worker(tmp_path, in_process_run,
+                                                                                  dask_cluster):
+    before = dask_cluster.executed_tasks()
+    code = prepare(tmp_path / "dask", *SCALE_ARGS, "--runner", "DaskRunner",
+                   "--dask_client_address", dask_cluster.address)
+    assert code == 0, dask_cluster.logs()
+    assert_same_files(in_process_run, tmp_path / "dask")
+    after = dask_cluster.executed_tasks()
+    assert all(a > b for a, b in zip(after, before)), f"both workers must have worked: {before} -> {after}"
+
+
+def test_runner_problems_are_one_line(tmp_path, capsys):
+    args = ["--input", str(SHAREGPT_SAMPLE), "--tokenizer", str(MINIMIND)]
+    assert prepare(tmp_path / "out", *args, "--runner", "FlinkRunner") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown --runner 'FlinkRunner'" in err
+    assert all(name in err for name in ("DirectRunner", "DaskRunner", "DataflowRunner"))
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    closed = f"tcp://127.0.0.1:{_free_port()}"
+    assert prepare(tmp_path / "out", *args, "--runner", "apache_beam.runners.dask.dask_runner.DaskRunner",
+                   "--dask_client_address", closed, "--dask_connection_timeout", "2") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot reach the Dask scheduler at {closed}" in err
+    assert not (tmp_path / "out").exists()
 
 
 def _site_without_the_project(target: Path) -> Path:
