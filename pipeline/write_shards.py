@@ -13,6 +13,7 @@ the dataset or of a shard. The fragments are deleted once every shard exists.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,7 +31,6 @@ from poet.transforms.sharding import ShardPlan
 
 ROW_GROUP_SIZE = 1000  # rows per Parquet row group: small enough for streaming reads
 FRAGMENTS = ".poet-fragments"  # inside the staging folder; removed before the folder is committed
-_PARQUET = {"compression": "snappy"}
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,29 @@ class Fragment:
         return (self.split, self.file_index, self.first_line)
 
 
+def parquet_options(schema: pa.Schema) -> dict:
+    """pyarrow's writer options as ``datasets`` 5.x sets them for ``push_to_hub`` and ``to_parquet``.
+
+    Content-defined chunking cuts pages where the data says, not every N bytes,
+    so a re-publish of slightly changed data shares most pages with the old
+    shards and the Hub's Xet storage stores them once; the page index lets
+    readers fetch single pages. Snappy and dictionaries per column, as there.
+    """
+    from datasets import Features, config
+    from datasets.arrow_writer import get_parquet_column_options
+
+    return {"use_content_defined_chunking": config.DEFAULT_CDC_OPTIONS, "write_page_index": True,
+            **get_parquet_column_options(Features.from_arrow_schema(schema), schema)}
+
+
 def write_parquet(path: str, pieces: Iterable[pa.Table], schema: pa.Schema) -> int:
     """Write one shard from Arrow tables, in order; return its Arrow size in bytes.
 
-    Snappy, features in the schema metadata, row groups of ``ROW_GROUP_SIZE``:
-    the same bytes as ``pq.write_table(whole_table, row_group_size=ROW_GROUP_SIZE)``
-    (each row group is written as one contiguous chunk), and the same Arrow
-    size (a table's ``nbytes`` is the sum of its row groups'), but with one
-    row group in memory at a time.
+    Features in the schema metadata, :func:`parquet_options`, row groups of
+    ``ROW_GROUP_SIZE``: the same bytes as ``datasets``' ``Dataset.to_parquet``
+    with ``batch_size=ROW_GROUP_SIZE`` (each row group is written as one
+    contiguous chunk), and the same Arrow size (a table's ``nbytes`` is the
+    sum of its row groups'), but with one row group in memory at a time.
     """
     with FileSystems.create(path) as handle:
         stream = _ParquetStream(handle, schema)
@@ -91,7 +106,8 @@ class _ParquetStream:
     def _flush(self) -> None:
         group = pa.concat_tables(self.pending).combine_chunks()
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.handle, self.schema, **_PARQUET)
+            self.options = parquet_options(self.schema)
+            self.writer = pq.ParquetWriter(self.handle, self.schema, **self.options)
         self.writer.write_table(group, row_group_size=ROW_GROUP_SIZE)
         self.nbytes += group.nbytes
         self.pending, self.pending_rows = [], 0
@@ -99,6 +115,9 @@ class _ParquetStream:
     def close(self) -> None:
         if self.pending_rows:
             self._flush()
+        # what datasets records next to the data, so readers know how the pages were cut
+        chunking = self.options["use_content_defined_chunking"]
+        self.writer.add_key_value_metadata({"content_defined_chunking": json.dumps(chunking)})
         self.writer.close()
 
 

@@ -196,3 +196,27 @@ def test_a_split_with_no_kept_rows_gets_stats_but_no_shard(tmp_path):
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["splits"]["test"]["pairs"] == 0 and stats["splits"]["test"]["dead_lettered"] == 1
     assert list(load_dataset(str(tmp_path / "out"))) == ["train"]
+
+
+def test_shards_are_written_like_datasets_push_to_hub_writes_parquet(prepared_sample, tmp_path):
+    """Content-defined chunking and a page index, as ``datasets`` 5.x writes shards for the Hub: the shard's
+    bytes equal ``Dataset.to_parquet`` of its own rows, and its metadata shows both options in effect."""
+    from datasets import Dataset, config
+
+    from poet.pipeline.write_shards import ROW_GROUP_SIZE
+
+    [shard] = sorted((prepared_sample / "data").glob("*.parquet"))
+    parquet = pq.ParquetFile(shard)
+    assert json.loads(parquet.metadata.metadata[b"content_defined_chunking"]) == config.DEFAULT_CDC_OPTIONS
+    assert parquet.metadata.num_row_groups == -(-parquet.metadata.num_rows // ROW_GROUP_SIZE)
+    for group in range(parquet.metadata.num_row_groups):
+        for column in range(parquet.metadata.num_columns):
+            chunk = parquet.metadata.row_group(group).column(column)
+            assert chunk.has_offset_index and chunk.has_column_index
+            assert chunk.compression == "SNAPPY"
+    rows = Dataset(pq.read_table(shard))
+    rows.to_parquet(tmp_path / "by-datasets.parquet", batch_size=ROW_GROUP_SIZE)
+    assert (tmp_path / "by-datasets.parquet").read_bytes() == shard.read_bytes()
+    without_cdc = tmp_path / "without-cdc.parquet"
+    rows.to_parquet(without_cdc, batch_size=ROW_GROUP_SIZE, use_content_defined_chunking=False)
+    assert without_cdc.read_bytes() != shard.read_bytes()
