@@ -2,7 +2,8 @@
 
 Runs on the launcher: a missing or unreadable file, an unsupported extension or
 a mix of plain-text and conversational data ends the run here, with one line,
-rather than deep inside a worker.
+rather than deep inside a worker. Hub globs are pinned here to one commit per
+repo and revision (see :mod:`pipeline.hub_input`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from poet.pipeline.hub_input import HubGlob, HubSource, is_hub_path, list_files, resolve_revision
 from poet.pipeline.options import PrepareConfig
+from poet.pipeline.read import open_input
 from poet.transforms.errors import UserError
 from poet.transforms.formats import normalize
 from poet.transforms.readers import SUFFIXES, is_supported, iter_rows
@@ -26,6 +28,7 @@ PEEK_ROWS = 200
 class InputPlan:
     files: list[tuple[str, int, str]]  # (split, file_index, path), file_index global and stable
     conversational: bool
+    hub_sources: tuple[HubSource, ...] = ()  # the Hub repos read, each at one commit
 
 
 def _match(pattern: str) -> list[str]:
@@ -39,7 +42,7 @@ def _match(pattern: str) -> list[str]:
 def _peek_kind(path: str, fmt: str | None) -> bool | None:
     """Whether the first valid pair of the file is conversational (None if none found early)."""
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        with open_input(path) as stream:
             for source in itertools.islice(iter_rows(path, stream), PEEK_ROWS):
                 if source.record is None:
                     continue
@@ -55,9 +58,16 @@ def _peek_kind(path: str, fmt: str | None) -> bool | None:
 
 
 def plan_inputs(config: PrepareConfig) -> InputPlan:
-    files, seen = [], set()
+    files, seen, pinned = [], set(), {}
     for spec in config.inputs:
-        paths = _match(spec.pattern)
+        if is_hub_path(spec.pattern):
+            glob = HubGlob.parse(spec.pattern)
+            key = (glob.repo_id, glob.requested)
+            if key not in pinned:  # one commit per repo and revision, whatever the number of globs
+                pinned[key] = resolve_revision(*key)
+            paths = list_files(pinned[key], glob.glob)
+        else:
+            paths = _match(spec.pattern)
         if not paths:
             raise UserError(f"--input {spec.pattern!r} matches no file; check the path or quote the glob")
         for path in paths:
@@ -75,4 +85,4 @@ def plan_inputs(config: PrepareConfig) -> InputPlan:
         raise UserError(
             f"mixed data: {conv} is conversational but {text} is plain text; prepare them in separate runs"
         )
-    return InputPlan(files, conversational=found == {True})
+    return InputPlan(files, conversational=found == {True}, hub_sources=tuple(pinned.values()))

@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import logging
+import os
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from poet.pipeline.dead_letters import WriteDeadLetters
+from poet.pipeline.hub_input import is_hub_path
 from poet.pipeline.inputs import InputPlan, plan_inputs
 from poet.pipeline.length_stats import ComputeLengthStats
 from poet.pipeline.metadata import WriteDatasetMetadata
@@ -26,7 +28,7 @@ from poet.pipeline.read import ReadPreferenceFiles
 from poet.pipeline.runners import choose_runner, release, run_in_process
 from poet.pipeline.tokenizer_source import TokenizerSource
 from poet.pipeline.write_shards import WriteShards
-from poet.transforms.contract import STATS_FILE, RunDescription, RunOptions, Source, TokenizerInfo
+from poet.transforms.contract import STATS_FILE, RunDescription, RunOptions, Source, SourceRepo, TokenizerInfo
 from poet.transforms.errors import UserError
 from poet.transforms.prepare import PrepareSettings
 from poet.transforms.schema import preference_features
@@ -74,6 +76,12 @@ class PrepareDataset(beam.PTransform):
         )
 
 
+def source_name(path: str) -> str:
+    """How the card and stats.json name an input or a local tokenizer: a Hub file by its URL at the pinned
+    commit, a local or object-store file by its name only (never a path of the machine that ran the job)."""
+    return path if is_hub_path(path) else path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> RunDescription:
     """Provenance for the card and stats.json: what went in, with what, when."""
     versions = {}
@@ -84,17 +92,18 @@ def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> RunDescri
             versions[package] = None
     return RunDescription(
         created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-        sources=tuple(Source(split, path) for split, _, path in plan.files),
+        sources=tuple(Source(split, source_name(path)) for split, _, path in plan.files),
+        source_repos=tuple(SourceRepo(hub.repo_id, hub.revision, hub.requested) for hub in plan.hub_sources),
         conversational=plan.conversational,
         tokenizer=TokenizerInfo(
-            name=config.tokenizer,
+            name=source_name(config.tokenizer) if os.path.isdir(config.tokenizer) else config.tokenizer,
             sha256=tokenizer_fingerprint(tokenizer),
             eos_token=tokenizer.eos_token,
             vocab_size=len(tokenizer),
             chat_template=bool(tokenizer.chat_template),
         ),
         options=RunOptions(
-            inputs=tuple(f"{spec.split}={spec.pattern}" for spec in config.inputs),
+            inputs=tuple(f"{spec.split}={source_name(spec.pattern)}" for spec in config.inputs),
             format=config.format,
             max_length=config.max_length,
             max_prompt_length=config.max_prompt_length,

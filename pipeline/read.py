@@ -7,6 +7,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from poet.pipeline.gather import Spread
+from poet.pipeline.hub_input import is_hub_path, open_hub_file
 from poet.transforms.prepare import RowOrigin
 from poet.transforms.readers import iter_rows
 
@@ -20,6 +21,13 @@ class RowBatch(list):
     """
 
 
+def open_input(path: str):
+    """One input file as a binary stream: Hub files through ``HfFileSystem``, the rest through Beam's FileSystems."""
+    if is_hub_path(path):
+        return open_hub_file(path)
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
 class _ReadFile(beam.DoFn):
     """One file → lists of up to ``chunk_rows`` consecutive rows."""
 
@@ -29,7 +37,7 @@ class _ReadFile(beam.DoFn):
     def process(self, spec):
         split, file_index, path = spec
         chunk = RowBatch()
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        with open_input(path) as stream:
             for source in iter_rows(path, stream):
                 if len(chunk) >= self.chunk_rows:
                     yield chunk

@@ -104,7 +104,7 @@ def evil(tmp_path_factory) -> Path:
     sources.mkdir()
     with gzip.open(HH_SAMPLE, "rt", encoding="utf-8") as handle:
         lines = [line for line in handle if line.strip()][:40]
-    (sources / "train ---: |.jsonl").write_text("".join(lines) + json.dumps(EVIL_ROW) + "\n", encoding="utf-8")
+    (sources / f"train {EVIL_DIR}.jsonl").write_text("".join(lines) + json.dumps(EVIL_ROW) + "\n", encoding="utf-8")
     (sources / "test.jsonl").write_text((json.dumps(SAME) + "\n") * 5 + "{not json\n\n", encoding="utf-8")
     tokenizer = root / EVIL_TOKENIZER
     shutil.copytree(MINIMIND, tokenizer)
@@ -125,7 +125,7 @@ def test_card_metadata_parses_back(prepared_sample):
     assert data.task_categories == ["text-generation"]
     assert data.tags == ["dpo", "preference", "poet"]
     assert data.size_categories == ["1K<n<10K"]
-    assert data.source_datasets == [str(HH_SAMPLE)]
+    assert data.source_datasets == [HH_SAMPLE.name]  # a file name, never a path of the machine that ran the job
     assert data.configs == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
     info = data.dataset_info
     assert Features._from_yaml_list(info["features"]) == FEATURES

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import HH_SAMPLE
 from poet.transforms import contract
-from poet.transforms.contract import RunDescription, RunOptions, Source, TokenizerInfo
+from poet.transforms.contract import RunDescription, RunOptions, Source, SourceRepo, TokenizerInfo
 from poet.transforms.stats import LengthStats
 from poet.transforms.stats_file import build_stats_document, dumps
 
@@ -67,7 +67,8 @@ def test_features_follow_the_columns():
 def test_the_run_description_round_trips_through_stats_json():
     run = RunDescription(
         created="2026-01-01T00:00:00+00:00",
-        sources=(Source("train", "a.jsonl"), Source("test", "hf://datasets/u/d/b.parquet")),
+        sources=(Source("train", "a.jsonl"), Source("test", "hf://datasets/u/d@" + "c" * 40 + "/b.parquet")),
+        source_repos=(SourceRepo("u/d", "c" * 40, "main"),),
         conversational=True,
         tokenizer=TokenizerInfo("tok", "ab" * 32, "</s>", 100, True),
         options=RunOptions(inputs=("train=a.jsonl", "test=b.parquet"), max_length=512, poet=False, license="mit"),
@@ -75,13 +76,14 @@ def test_the_run_description_round_trips_through_stats_json():
     )
     document = json.loads(dumps(build_stats_document({"train": LengthStats()}, [], run)))
     assert RunDescription.from_json(document["run"]) == run
-    assert list(document["run"]) == ["created", "sources", "conversational", "tokenizer", "options", "versions"]
+    assert list(document["run"]) == ["created", "sources", "source_repos", "conversational", "tokenizer", "options",
+                                     "versions"]
     assert RunDescription.from_json({}) == RunDescription()  # a hand-made document: every field defaults
 
 
 def test_a_prepared_folder_has_the_contract_layout(prepared_sample):
     run = RunDescription.from_json(json.loads((prepared_sample / contract.STATS_FILE).read_text())["run"])
-    assert run.sources == (Source("train", str(HH_SAMPLE)),) and run.options.license == "mit"
+    assert run.sources == (Source("train", HH_SAMPLE.name),) and run.options.license == "mit"
     files = {p.relative_to(prepared_sample).as_posix() for p in prepared_sample.rglob("*") if p.is_file()}
     shards = {f for f in files if contract.SHARD_PATTERN.fullmatch(f)}
     assert shards and files == {contract.CARD_FILE, contract.STATS_FILE, contract.dead_letter_file("train"),

@@ -235,8 +235,11 @@ def test_shard_manifest_matches_the_files(prepared):
 def test_run_provenance_is_recorded(prepared_sample):
     run = read_document(prepared_sample)["run"]
     assert run["options"]["max_length"] == MAX_LENGTH and run["options"]["license"] == "mit"
-    assert run["sources"] == [{"split": "train", "file": str(HH_SAMPLE)}]
-    assert run["tokenizer"]["name"] == str(MINIMIND) and run["tokenizer"]["chat_template"] is True
+    assert run["sources"] == [{"split": "train", "file": HH_SAMPLE.name}] and run["source_repos"] == []
+    assert run["options"]["inputs"] == [f"train={HH_SAMPLE.name}"]
+    assert run["tokenizer"]["name"] == MINIMIND.name and run["tokenizer"]["chat_template"] is True
+    for folder in (HH_SAMPLE.parent, MINIMIND.parent):  # no path of the machine that ran the job
+        assert str(folder) not in json.dumps(run) and str(folder) not in (prepared_sample / "README.md").read_text()
     assert len(run["tokenizer"]["sha256"]) == 64 and run["versions"]["datasets"]
 
 

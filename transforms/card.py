@@ -236,6 +236,7 @@ def _table(header: list[str], rows: list[list[str]], align: str = "r") -> str:
 def _provenance(run: RunDescription, sizes: dict) -> dict:
     tokenizer = run.tokenizer
     sources = _table(["split", "file"], [[md_text(s.split), md_code(s.file)] for s in run.sources], align="l")
+    repo_rows = [[md_code(repo.repo_id), md_code(repo.requested), md_code(repo.revision)] for repo in run.source_repos]
     tok_rows = [
         ["name", md_code(tokenizer.name)],
         ["sha256 of its files and chat template", md_code(tokenizer.sha256)],
@@ -251,6 +252,7 @@ def _provenance(run: RunDescription, sizes: dict) -> dict:
                   for split, s in sizes.items()]
     return {
         "sources": sources,
+        "source_repos": _table(["dataset", "revision asked", "commit read"], repo_rows, align="l") if repo_rows else "",
         "tokenizer": _table(["", ""], tok_rows, align="l"),
         "options": _table(["option", "value"], option_rows, align="l") if option_rows else "*(none recorded)*",
         "versions": _table(["package", "version"], version_rows, align="l") if version_rows else "*(none recorded)*",

@@ -119,6 +119,15 @@ class Source:
 
 
 @dataclass(frozen=True)
+class SourceRepo:
+    """A Hub dataset repo the run read (``--input hf://datasets/...``), and the one commit every worker read."""
+
+    repo_id: str
+    revision: str  # the commit sha
+    requested: str  # the branch, tag or sha asked for
+
+
+@dataclass(frozen=True)
 class TokenizerInfo:
     name: str | None = None
     sha256: str | None = None  # of its files and chat template (transforms.tokenization.tokenizer_fingerprint)
@@ -148,7 +157,8 @@ class RunDescription:
     through :meth:`from_json` (missing fields, as in a hand-made document, take the defaults below)."""
 
     created: str | None = None  # ISO 8601, UTC
-    sources: tuple[Source, ...] = ()
+    sources: tuple[Source, ...] = ()  # Hub files by URL at the commit read, other files by name only
+    source_repos: tuple[SourceRepo, ...] = ()
     conversational: bool | None = None
     tokenizer: TokenizerInfo = field(default_factory=TokenizerInfo)
     options: RunOptions = field(default_factory=RunOptions)
@@ -157,6 +167,7 @@ class RunDescription:
     def to_json(self) -> dict:
         document = asdict(self)
         document["sources"] = [asdict(source) for source in self.sources]
+        document["source_repos"] = [asdict(repo) for repo in self.source_repos]
         document["options"]["inputs"] = list(self.options.inputs)
         return document
 
@@ -166,6 +177,7 @@ class RunDescription:
         return cls(
             created=document.get("created"),
             sources=tuple(_build(Source, s) for s in document.get("sources", ())),
+            source_repos=tuple(_build(SourceRepo, r) for r in document.get("source_repos", ())),
             conversational=document.get("conversational"),
             tokenizer=_build(TokenizerInfo, document.get("tokenizer")),
             options=_build(RunOptions, {**(document.get("options") or {}),
