@@ -241,3 +241,34 @@ def test_the_sdist_alone_in_a_fresh_environment_runs_the_pipeline(tmp_path, prep
 def card_without_date(folder: Path) -> str:
     created = json.loads((folder / "stats.json").read_text())["run"]["created"]
     return (folder / "README.md").read_text().replace(created, "CREATED")
+
+
+def test_dask_workers_read_hub_files_at_the_commit_pinned_at_launch(hub, tmp_path, dask_cluster):
+    import gzip
+
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from hub_server import USERS
+
+    api = HfApi(token=USERS["alice"])
+    api.create_repo("alice/hh", repo_type="dataset")
+    with gzip.open(HH_SAMPLE, "rt", encoding="utf-8") as handle:
+        lines = [line for line in handle if line.strip()][:300]
+    files = {f"raw/part-{i}.jsonl.gz": gzip.compress("".join(lines[i::2]).encode(), mtime=0) for i in range(2)}
+    api.create_commit("alice/hh", [CommitOperationAdd(p, d) for p, d in files.items()], commit_message="seed",
+                      repo_type="dataset")
+    sha = hub.head("alice/hh")
+    args = ["--input", "hf://datasets/alice/hh/raw/*.jsonl.gz", "--tokenizer", str(MINIMIND), "--max-length", "512"]
+    assert prepare(tmp_path / "one", *args) == 0
+    hub.write("alice/hh", {path: b"not gzip" for path in files})  # a push after launch: workers still read `sha`
+    assert prepare(tmp_path / "dask", "--input", f"hf://datasets/alice/hh@{sha}/raw/*.jsonl.gz", *args[2:],
+                   "--runner", "DaskRunner", "--dask_client_address", dask_cluster.address) == 0, dask_cluster.logs()
+    one, dask = dataset_files(tmp_path / "one"), dataset_files(tmp_path / "dask")
+    assert [name for name in one if name.startswith("data/")] and sorted(one) == sorted(dask)
+    for name in one:
+        if name != "stats.json":  # the runs' options name the inputs differently (main, then the sha)
+            assert one[name] == dask[name], name
+    stats = [json.loads((tmp_path / run / "stats.json").read_text()) for run in ("one", "dask")]
+    assert [s["run"]["source_repos"] for s in stats] == [[{"repo_id": "alice/hh", "revision": sha, "requested": r}]
+                                                         for r in ("main", sha)]
+    assert [{k: v for k, v in s.items() if k != "run"} for s in stats][0] == {
+        k: v for k, v in stats[1].items() if k != "run"}
