@@ -1,8 +1,9 @@
 """Tokenize, POET-truncate and shard preference pairs into a Hugging Face Hub dataset folder.
 
 Runs on Apache Beam: locally by default (in-process FnApiRunner, no download),
-or on any runner given with --runner (e.g. DataflowRunner with --project,
---region, --temp_location and --setup_file ./setup.py). Unknown options pass to Beam.
+on a Dask cluster (--runner DaskRunner --dask_client_address tcp://HOST:8786),
+or on Dataflow (--runner DataflowRunner with --project, --region,
+--temp_location and --setup_file ./setup.py). Unknown options pass to Beam.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from poet.pipeline.options import config_from_args
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_prepare_arguments(parser)
     parser.epilog = (
-        "Beam options pass through, e.g. --runner DataflowRunner --project P --region R "
-        "--temp_location gs://B/tmp, or --direct_num_workers 2 --direct_running_mode multi_processing."
+        "Beam options pass through, e.g. --runner DaskRunner --dask_client_address tcp://HOST:8786, "
+        "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp, "
+        "or --direct_num_workers 2 --direct_running_mode multi_processing."
     )
 
 
