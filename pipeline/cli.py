@@ -23,8 +23,20 @@ SUBCOMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (argparse prints its usage text first), and no abbreviations:
+    ``--max-len`` must not quietly mean ``--max-length`` while ``--max_length`` is refused."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="poet",
         description="POET preference-data pipeline: prepare, inspect, publish and train.",
     )
@@ -38,23 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         module.add_arguments(sub)
-        sub.set_defaults(_module=module)
+        sub.set_defaults(_module=module, _parser=sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "prepare":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.beam_args = extra
+    command = "poet"
     try:
+        args, extra = parser.parse_known_args(argv)
+        command = f"poet {args.command}"
+        if extra and args.command != "prepare":  # prepare hands them to Beam, which must know them
+
+            raise UserError(f"unrecognized arguments: {' '.join(extra)} (see {command} --help)")
+        args.beam_args = extra
         return args._module.run(args) or 0
     except UserError as err:
-        print(f"poet {args.command}: error: {err}", file=sys.stderr)
+        print(f"{command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"poet {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away, e.g. `poet stats DIR | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
@@ -17,7 +15,7 @@ class _WriteSplitFile(beam.DoFn):
     def process(self, grouped):
         split, letters = grouped
         letters = sorted(letters, key=lambda d: d.origin.sort_key)
-        lines = "".join(json.dumps(d.to_json(), ensure_ascii=False, default=str) + "\n" for d in letters)
+        lines = "".join(d.to_json_line() for d in letters)
         with FileSystems.create(f"{self.folder}/{dead_letter_file(split)}") as handle:
             handle.write(lines.encode("utf-8"))
         yield split, len(letters)

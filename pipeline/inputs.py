@@ -9,6 +9,8 @@ repo and revision (see :mod:`pipeline.hub_input`).
 from __future__ import annotations
 
 import itertools
+import os
+import stat
 from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
@@ -16,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from poet.pipeline.hub_input import HubGlob, HubSource, is_hub_path, list_files, resolve_revision
 from poet.pipeline.options import PrepareConfig
 from poet.pipeline.read import open_input
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, describe, unreadable_file
 from poet.transforms.formats import normalize
 from poet.transforms.readers import SUFFIXES, is_supported, iter_rows
 from poet.transforms.reasons import RowRejected
@@ -50,15 +52,30 @@ def _peek_kind(path: str, fmt: str | None) -> bool | None:
                     return normalize(source.record, fmt).conversational
                 except RowRejected:
                     continue
-    except UserError:
-        raise
-    except Exception as err:
-        raise UserError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    except Exception as err:  # noqa: BLE001 - any problem reading the file is one line naming it
+        raise UserError(unreadable_file(path, describe(err))) from None
     return None
 
 
+def _identity(path: str) -> str:
+    """What makes two spellings the same file: the real path of a local file (symlinks, ``..``, relative)."""
+    return path if "://" in path else os.path.realpath(path)
+
+
+def _check_regular(path: str) -> None:
+    """A FIFO, device or folder would hang or fail on the workers: refuse it here."""
+    if "://" in path:
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise UserError(unreadable_file(path, describe(err))) from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is not a regular file (a FIFO, device or folder?); pass files only")
+
+
 def plan_inputs(config: PrepareConfig) -> InputPlan:
-    files, seen, pinned = [], set(), {}
+    files, seen, pinned = [], {}, {}
     for spec in config.inputs:
         if is_hub_path(spec.pattern):
             glob = HubGlob.parse(spec.pattern)
@@ -73,9 +90,12 @@ def plan_inputs(config: PrepareConfig) -> InputPlan:
         for path in paths:
             if not is_supported(path):
                 raise UserError(f"{path}: unsupported file type; use one of {', '.join(SUFFIXES)}")
-            if path in seen:
-                raise UserError(f"{path} is given twice in --input; each file may feed one split only")
-            seen.add(path)
+            _check_regular(path)
+            identity = _identity(path)
+            if identity in seen:
+                raise UserError(f"{path} is given twice in --input (as {seen[identity]}); "
+                                "each file may feed one split only")
+            seen[identity] = path
             files.append((spec.split, len(files), path))
     kinds = {path: _peek_kind(path, config.format) for _, _, path in files}
     found = {kind for kind in kinds.values() if kind is not None}

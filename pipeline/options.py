@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from poet.transforms.errors import UserError
 from poet.transforms.formats import FORMATS
+from poet.transforms.hub_licenses import check_license
 
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_MAX_SHARD_SIZE = "500MB"
+RESERVED_SPLITS = ("all",)  # datasets.Split.ALL: load_dataset(split="all") means every split
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
@@ -32,6 +34,8 @@ class InputSpec:
             return cls("train", value)
         if not re.fullmatch(r"\w+", split):  # shards are data/{split}-*: a "-" would blur the split's glob
             raise UserError(f"invalid split name {split!r} in --input {value!r}; use letters, digits and _")
+        if split.lower() in RESERVED_SPLITS:
+            raise UserError(f"split name {split!r} in --input {value!r} is reserved by `datasets`; choose another")
         return cls(split, pattern)
 
 
@@ -58,13 +62,21 @@ class PrepareConfig:
 
 
 def parse_size(value: str) -> int:
+    """``500MB``, ``1.5GiB``, ``1000000``: a positive number of bytes."""
     text = value.strip().upper().replace(" ", "")
+    size = None
     for unit in sorted(_UNITS, key=len, reverse=True):
         if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
-            return int(float(text[: -len(unit)]) * _UNITS[unit])
-    if text.isdigit():
-        return int(text)
-    raise argparse.ArgumentTypeError(f"invalid size {value!r}; use e.g. 500MB, 1GB or a number of bytes")
+            size = int(float(text[: -len(unit)]) * _UNITS[unit])
+            break
+    else:
+        if text.isdigit():
+            size = int(text)
+    if size is None:
+        raise argparse.ArgumentTypeError(f"invalid size {value!r}; use e.g. 500MB, 1GB or a number of bytes")
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"size {value!r} must be at least one byte; use e.g. 500MB")
+    return size
 
 
 def _positive_int(value: str) -> int:
@@ -83,7 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="output folder in Hugging Face Hub dataset layout (local or gs://)")
     io.add_argument("--format", choices=sorted(FORMATS), default=None,
                     help="force one input format instead of detecting it per row")
-    io.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    io.add_argument("--overwrite", action="store_true",
+                    help="replace an existing output folder that poet wrote (one with a manifest.json)")
     io.add_argument("--drop-text", action="store_true",
                     help="omit the prompt/chosen/rejected text columns (token ids only)")
     tok = parser.add_argument_group("tokenization and truncation")
@@ -101,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shards per split (default: from --max-shard-size)")
     shards.add_argument("--max-shard-size", type=parse_size, default=DEFAULT_MAX_SHARD_SIZE,
                         help="target Arrow size of one shard, like datasets' push_to_hub")
-    shards.add_argument("--license", default=None, help="license id for the dataset card (e.g. mit, apache-2.0)")
+    shards.add_argument("--license", default=None, help="the Hub's license id for the dataset card (e.g. mit, apache-2.0, cc-by-4.0, other)")
     shards.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
                         help="publish the folder to this Hub dataset repo after the run")
 
@@ -114,7 +127,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     return PrepareConfig(
         inputs=tuple(InputSpec.parse(value) for value in args.input),
         tokenizer=args.tokenizer,
-        output=args.output.rstrip("/"),
+        output=args.output.rstrip("/") or "/",
         format=args.format,
         max_length=args.max_length or None,
         max_prompt_length=args.max_prompt_length,
@@ -123,7 +136,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         max_shard_bytes=args.max_shard_size if isinstance(args.max_shard_size, int) else parse_size(args.max_shard_size),
         include_text=not args.drop_text,
         overwrite=args.overwrite,
-        license=args.license,
+        license=check_license(args.license) if args.license is not None else None,
         batch_size=args.batch_size,
         push_to_hub=args.push_to_hub,
     )

@@ -8,10 +8,11 @@ up front, run the pipeline into a staging folder, then move it into place.
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import importlib.metadata
 import logging
 import os
+import signal
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -22,14 +23,14 @@ from poet.pipeline.inputs import InputPlan, plan_inputs
 from poet.pipeline.length_stats import ComputeLengthStats
 from poet.pipeline.metadata import WriteDatasetMetadata
 from poet.pipeline.options import PrepareConfig
-from poet.pipeline.output import check_output, commit, discard, staging_folder
+from poet.pipeline.output import check_output, commit, discard, staging_folder, write_manifest
 from poet.pipeline.prepare_pairs import PreparePairs
 from poet.pipeline.read import ReadPreferenceFiles
 from poet.pipeline.runners import choose_runner, release, run_in_process
 from poet.pipeline.tokenizer_source import TokenizerSource
 from poet.pipeline.write_shards import WriteShards
 from poet.transforms.contract import STATS_FILE, RunDescription, RunOptions, Source, SourceRepo, TokenizerInfo
-from poet.transforms.errors import UserError
+from poet.transforms.errors import InputFileError, UserError
 from poet.transforms.prepare import PrepareSettings
 from poet.transforms.schema import preference_features
 from poet.transforms.tokenization import tokenizer_fingerprint
@@ -83,7 +84,10 @@ def source_name(path: str) -> str:
 
 
 def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> RunDescription:
-    """Provenance for the card and stats.json: what went in, with what, when."""
+    """Provenance for the card and stats.json: what went in and with what.
+
+    No date: the same input and options give byte-identical files, so that
+    publishing a re-run makes no commit."""
     versions = {}
     for package in _VERSIONED:
         try:
@@ -91,7 +95,6 @@ def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> RunDescri
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     return RunDescription(
-        created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         sources=tuple(Source(split, source_name(path)) for split, _, path in plan.files),
         source_repos=tuple(SourceRepo(hub.repo_id, hub.revision, hub.requested) for hub in plan.hub_sources),
         conversational=plan.conversational,
@@ -143,19 +146,58 @@ def run(config: PrepareConfig, beam_args: list[str]) -> dict:
     _log.info("poet: %d file(s), %s data, staging in %s", len(plan.files),
               "conversational" if plan.conversational else "plain-text", staging)
     try:
-        pipeline = beam.Pipeline(runner=runner, options=options)
-        _ = pipeline | "PrepareDataset" >> PrepareDataset(
-            config, plan, source, staging, describe_run(config, plan, tokenizer),
-            spread=not run_in_process(runner, options),
-        )
-        result = pipeline.run()
-        try:
-            result.wait_until_finish()
-        finally:
-            release(result)
-        document = read_stats(staging)
-        commit(staging, config.output)
+        with _Interruptible():
+            try:
+                pipeline = beam.Pipeline(runner=runner, options=options)
+                _ = pipeline | "PrepareDataset" >> PrepareDataset(
+                    config, plan, source, staging, describe_run(config, plan, tokenizer),
+                    spread=not run_in_process(runner, options),
+                )
+                result = pipeline.run()
+                try:
+                    result.wait_until_finish()
+                finally:
+                    release(result)
+            except Exception as err:  # a runner wraps a worker's error in its own: find an input file's problem
+                problem = InputFileError.find(err)
+                if problem is None:
+                    raise
+                raise problem from None
+            document = read_stats(staging)
+            write_manifest(staging, document)
+            commit(staging, config.output, config.overwrite)
     except BaseException:
         discard(staging)
         raise
     return document
+
+
+class _Interruptible:
+    """Ctrl-C and SIGTERM (a scheduler, ``kill``) end the run as ``KeyboardInterrupt``: staging folder removed, one line.
+
+    The runner turns a ``KeyboardInterrupt`` raised inside a DoFn into its own
+    error; having seen the signal, this turns that error back into the interruption.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.interrupted = False
+        self.previous = {}
+
+    def _interrupt(self, signum, frame):
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._interrupt)
+        return self
+
+    def __exit__(self, kind, err, traceback):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        if self.interrupted and err is not None and not isinstance(err, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        return False

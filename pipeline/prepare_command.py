@@ -3,7 +3,8 @@
 Runs on Apache Beam: locally by default (in-process FnApiRunner, no download),
 on a Dask cluster (--runner DaskRunner --dask_client_address tcp://HOST:8786),
 or on Dataflow (--runner DataflowRunner with --project, --region,
---temp_location and --setup_file ./setup.py). Unknown options pass to Beam.
+--temp_location and --setup_file ./setup.py). Beam's options pass to
+Beam; an option neither poet nor Beam knows is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import os
 import sys
 
 from poet.pipeline.options import add_arguments as _add_prepare_arguments
+from poet.pipeline.beam_args import check_beam_args
 from poet.pipeline.options import config_from_args
+from poet.transforms.errors import InputFileError, UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,13 +29,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _worth_showing(record: logging.LogRecord) -> bool:
+    """Hide what would repeat or mislead: the runner's traceback of an input file's problem or of an interruption
+    (poet says each in one line), and apache-beam's warning, without its [gcp] extra, about BigQuery clients
+    nothing here uses."""
+    message = str(record.msg)
+    return not (message.startswith(("apitools not found", "KeyboardInterrupt")) or InputFileError.MARKER in message
+                or (record.exc_info and InputFileError.MARKER in str(record.exc_info[1])))
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    # apache-beam without its [gcp] extra warns about BigQuery clients on import; nothing here uses them
-    logging.getLogger().addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_worth_showing)
     for noisy in ("apache_beam", "transformers", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # "PyTorch was not found": not needed here
+    check_beam_args(args.beam_args, sorted(args._parser._option_string_actions))
     config = config_from_args(args)
 
     from poet.pipeline.pipeline import run as run_pipeline
@@ -42,8 +55,14 @@ def run(args: argparse.Namespace) -> int:
     print(render(document))
     print(f"\nwrote {config.output}")
     if config.push_to_hub:
+        import shlex
+
         from poet.pipeline.publish import publish
 
-        result = publish(config.output, config.push_to_hub)
+        try:
+            result = publish(config.output, config.push_to_hub)
+        except UserError as err:
+            raise UserError(f"{err}. The dataset is ready in {config.output}; to publish it, run: poet publish "
+                            f"{shlex.quote(config.output)} --repo-id {config.push_to_hub}") from None
         print(result)
     return 0

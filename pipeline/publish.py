@@ -1,5 +1,9 @@
 """Publish a prepared folder to the Hugging Face Hub as a dataset repo.
 
+Nothing is sent unless the folder is exactly what ``poet prepare`` wrote: its files are
+checked against the manifest first (:mod:`transforms.manifest`), so a missing, edited,
+swapped or stray file is refused with no commit.
+
 Why not ``push_to_hub`` or ``upload_folder``: readers of the branch must never see old
 and new shards mixed, publishing the same folder twice must be a no-op, and a re-run
 after a crash must not upload again what the Hub already holds. So:
@@ -9,8 +13,9 @@ after a crash must not upload again what the Hub already holds. So:
    no commit at all (the pipeline writes deterministic shards, which makes this work);
 2. changed files are pre-uploaded (``preupload_lfs_files``; the Hub answers "already have
    it" for objects uploaded by a crashed run, so those are not sent again);
-3. a single ``create_commit`` adds them and deletes the stale shards of the splits being
-   replaced (and stale plots), with ``parent_commit`` pinned to the head
+3. a single ``create_commit`` adds them and deletes every stale ``data/{split}-*`` shard
+   (of a replaced split or of a split the folder no longer has) and stale plots, with
+   ``parent_commit`` pinned to the head
    the comparison was made against. A concurrent writer turns that into a 412: the head
    is read again, the plan recomputed and the commit retried, with backoff, as on 409,
    429 and 5xx answers.
@@ -50,8 +55,9 @@ from huggingface_hub import (
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from poet.pipeline.hub import copy_prepared, prepared_paths
-from poet.transforms.contract import CARD_FILE, REPLACED_WITH_A_SPLIT, SHARD_PATTERN, split_shards_prefix
-from poet.transforms.errors import UserError
+from poet.transforms import manifest
+from poet.transforms.contract import CARD_FILE, MANIFEST_FILE, PUBLISHED_FILES, REPLACED_WITH_A_SPLIT, SHARD_PATTERN
+from poet.transforms.errors import UserError, describe
 
 RETRIED_STATUSES = frozenset({409, 412, 429, 500, 502, 503, 504})
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -145,33 +151,52 @@ def publish(
 
 def _publish(api: HfApi, files: list[LocalFile], repo_id: str, branch: str, *, private: bool, create_pr: bool,
              message: str, max_files: int, max_bytes: int, max_attempts: int) -> PublishResult:
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    retrying = _Retrying(max_attempts)
+    retrying(lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True))
     if branch != "main":
-        api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True)
-    attempt = 1
-    while True:
-        plan = _plan(api, repo_id, branch, files)
-        if not plan.additions and not plan.deletions:
-            _say(f"nothing to publish: {repo_id}@{branch} already holds these {plan.unchanged} files")
-            return PublishResult(repo_id, branch, plan.head, None, None, 0, 0, plan.unchanged, attempt)
-        _say(f"{len(plan.additions)} new or changed files ({_size(sum(f.size for f in plan.additions))}), "
-             f"{plan.unchanged} unchanged skipped, {len(plan.deletions)} stale to delete")
-        try:
-            commit_oid, commit_url, pr_url = _commit(api, repo_id, branch, plan, message=message,
-                                                     create_pr=create_pr, max_files=max_files, max_bytes=max_bytes)
-        except HfHubHTTPError as err:
-            status = err.response.status_code if err.response is not None else None
-            if status not in RETRIED_STATUSES or attempt == max_attempts:
-                raise
-            delay = min(2.0 ** (attempt - 1), 30.0)
-            attempt += 1
-            _say(f"the Hub answered {status}; reading the branch again and retrying in {delay:.0f}s "
-                 f"(attempt {attempt}/{max_attempts})")
-            time.sleep(delay)
-            continue
-        _say(f"published: {pr_url or commit_url}")
-        return PublishResult(repo_id, branch, commit_oid, commit_url, pr_url, len(plan.additions),
-                             len(plan.deletions), plan.unchanged, attempt)
+        retrying(lambda: api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True))
+    return retrying(lambda: _publish_once(api, files, repo_id, branch, create_pr=create_pr, message=message,
+                                          max_files=max_files, max_bytes=max_bytes, attempt=retrying.attempt))
+
+
+def _publish_once(api: HfApi, files: list[LocalFile], repo_id: str, branch: str, *, create_pr: bool, message: str,
+                  max_files: int, max_bytes: int, attempt: int) -> PublishResult:
+    """Read the branch head, compare, commit: one attempt (a concurrent writer's 412 means: all of it again)."""
+    plan = _plan(api, repo_id, branch, files)
+    if not plan.additions and not plan.deletions:
+        _say(f"nothing to publish: {repo_id}@{branch} already holds these {plan.unchanged} files")
+        return PublishResult(repo_id, branch, plan.head, None, None, 0, 0, plan.unchanged, attempt)
+    _say(f"{len(plan.additions)} new or changed files ({_size(sum(f.size for f in plan.additions))}), "
+         f"{plan.unchanged} unchanged skipped, {len(plan.deletions)} stale to delete")
+    commit_oid, commit_url, pr_url = _commit(api, repo_id, branch, plan, message=message,
+                                             create_pr=create_pr, max_files=max_files, max_bytes=max_bytes)
+    _say(f"published: {pr_url or commit_url}")
+    return PublishResult(repo_id, branch, commit_oid, commit_url, pr_url, len(plan.additions),
+                         len(plan.deletions), plan.unchanged, attempt)
+
+
+class _Retrying:
+    """Call a Hub request again, with exponential backoff, on 409, 412, 429 and 5xx answers.
+
+    ``attempt`` counts the attempts of the whole publish (shared by its requests), up to ``max_attempts``."""
+
+    def __init__(self, max_attempts: int):
+        self.max_attempts = max_attempts
+        self.attempt = 1
+
+    def __call__(self, request):
+        while True:
+            try:
+                return request()
+            except HfHubHTTPError as err:
+                status = err.response.status_code if err.response is not None else None
+                if status not in RETRIED_STATUSES or self.attempt >= self.max_attempts:
+                    raise
+                delay = min(2.0 ** (self.attempt - 1), 30.0)
+                self.attempt += 1
+                _say(f"the Hub answered {status}; reading the branch again and retrying in {delay:.0f}s "
+                     f"(attempt {self.attempt}/{self.max_attempts})")
+                time.sleep(delay)
 
 
 def _plan(api: HfApi, repo_id: str, branch: str, files: list[LocalFile]) -> Plan:
@@ -184,9 +209,9 @@ def _plan(api: HfApi, repo_id: str, branch: str, files: list[LocalFile]) -> Plan
     }
     additions = tuple(f for f in files if not _same(f, remote.get(f.path_in_repo)))
     local = {f.path_in_repo for f in files}
-    splits = {m["split"] for f in files if (m := SHARD_PATTERN.fullmatch(f.path_in_repo))}
-    replaced = tuple(split_shards_prefix(split) for split in splits) + REPLACED_WITH_A_SPLIT
-    deletions = tuple(sorted(p for p in remote if p not in local and p.startswith(replaced)))
+    # the folder is the whole dataset: shards of splits it no longer has would disagree with its card
+    deletions = tuple(sorted(p for p in remote if p not in local
+                             and (SHARD_PATTERN.fullmatch(p) or p.startswith(REPLACED_WITH_A_SPLIT))))
     return Plan(head, additions, deletions, len(files) - len(additions))
 
 
@@ -257,7 +282,7 @@ def _local_folder(folder: str) -> Iterator[Path]:
         yield Path(root)
         return
     with tempfile.TemporaryDirectory(prefix="poet-publish-") as tmp:
-        copy_prepared(folder, Path(tmp))
+        copy_prepared(folder, Path(tmp), only=(*PUBLISHED_FILES, MANIFEST_FILE))
         yield Path(tmp)
 
 
@@ -269,7 +294,29 @@ def _scan(root: Path, shown_as: str) -> list[LocalFile]:
     if not (metadata_load(root / CARD_FILE) or {}).get("license"):
         raise UserError(f"{shown_as}/{CARD_FILE} declares no license, which the Hub needs to share a dataset: "
                         "re-run `poet prepare` with --license ID (e.g. mit, apache-2.0, cc-by-4.0)")
-    return [_hash(root / p, p) for p in paths]
+    files = [_hash(root / p, p) for p in paths]
+    _verify(root, shown_as, files)
+    return files
+
+
+def _verify(root: Path, shown_as: str, files: list[LocalFile]) -> None:
+    """Refuse a folder that is not exactly what ``poet prepare`` wrote (its manifest), before any Hub call."""
+    try:
+        recorded = manifest.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{shown_as} has no {MANIFEST_FILE}, so what it holds cannot be checked: "
+                        f"prepare it again with this version of poet") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{shown_as}/{MANIFEST_FILE} is damaged ({describe(err)}): prepare the folder "
+                        "again") from None
+    card = metadata_load(root / CARD_FILE) or {}
+    splits = (card.get("dataset_info") or {}).get("splits") or []
+    card_rows = {s.get("name"): s.get("num_examples", 0) for s in splits if isinstance(s, dict)}
+    found = {f.path_in_repo: manifest.FileEntry(f.path_in_repo, f.size, f.sha256) for f in files}
+    difference = manifest.first_difference(recorded, found, PUBLISHED_FILES, card_rows)
+    if difference:
+        raise UserError(f"refusing to publish {shown_as}: {difference}; nothing was uploaded. "
+                        "Prepare the folder again rather than editing it")
 
 
 def _hash(path: Path, path_in_repo: str) -> LocalFile:

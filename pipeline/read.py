@@ -8,6 +8,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from poet.pipeline.gather import Spread
 from poet.pipeline.hub_input import is_hub_path, open_hub_file
+from poet.transforms.errors import InputFileError, describe
 from poet.transforms.prepare import RowOrigin
 from poet.transforms.readers import iter_rows
 
@@ -37,12 +38,15 @@ class _ReadFile(beam.DoFn):
     def process(self, spec):
         split, file_index, path = spec
         chunk = RowBatch()
-        with open_input(path) as stream:
-            for source in iter_rows(path, stream):
-                if len(chunk) >= self.chunk_rows:
-                    yield chunk
-                    chunk = RowBatch()
-                chunk.append((RowOrigin(split, path, file_index, source.line), source))
+        try:
+            with open_input(path) as stream:
+                for source in iter_rows(path, stream):
+                    if len(chunk) >= self.chunk_rows:
+                        yield chunk
+                        chunk = RowBatch()
+                    chunk.append((RowOrigin(split, path, file_index, source.line), source))
+        except Exception as err:  # noqa: BLE001 - a damaged or vanished file ends the run with one line
+            raise InputFileError(path, describe(err)) from err
         if chunk:
             yield chunk
 

@@ -40,7 +40,7 @@ class TokenizerSource:
 
     def load(self):
         if self.files:
-            return load_tokenizer(self._materialize(self.files.items()))
+            return self._load_from(self.files.items())
         if "://" in self.name:
             from apache_beam.io.filesystems import FileSystems
 
@@ -48,13 +48,17 @@ class TokenizerSource:
             def read(path):
                 with FileSystems.open(path) as handle:
                     return handle.read()
-            return load_tokenizer(self._materialize((os.path.basename(m.path), read(m.path)) for m in matches))
+            return self._load_from((os.path.basename(m.path), read(m.path)) for m in matches)
         return load_tokenizer(self.name)
 
-    @staticmethod
-    def _materialize(files) -> str:
-        folder = tempfile.mkdtemp(prefix="poet-tokenizer-")
-        for name, data in files:
-            with open(os.path.join(folder, name), "wb") as handle:
-                handle.write(data)
-        return folder
+    def _load_from(self, files):
+        """Load from a temporary folder holding ``files``, removed once loaded (the tokenizer lives in memory).
+
+        The tokenizer keeps the name it was given (``name_or_path``), not the temporary folder's."""
+        with tempfile.TemporaryDirectory(prefix="poet-tokenizer-") as folder:
+            for name, data in files:
+                with open(os.path.join(folder, name), "wb") as handle:
+                    handle.write(data)
+            tokenizer = load_tokenizer(folder)
+        tokenizer.name_or_path = self.name
+        return tokenizer

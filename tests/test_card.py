@@ -32,7 +32,6 @@ FEATURES = preference_features(conversational=True, include_text=True)
 SECTIONS = ["The POET rule", "Columns", "Statistics", "Load it", "Train on it", "Provenance"]
 PNG = b"\x89PNG\r\n\x1a\n"
 # every way a string could break YAML front matter, Markdown or the Jinja template
-EVIL = "evil ---\n---\nlicense: gpl-3.0\n... | a: b {{ 7*7 }} {% raw %} `tick` <b>x</b> *em* [l](http://x) #h\r\nend"
 EVIL_DIR = "src ---\n: | {{ 7*7 }} `x` <i>"
 EVIL_TOKENIZER = "tok ---\n: | {{ 7*7 }} ``x`` *y*"
 SAME = {"chosen": "\n\nHuman: hi\n\nAssistant: same", "rejected": "\n\nHuman: hi\n\nAssistant: same"}
@@ -110,7 +109,7 @@ def evil(tmp_path_factory) -> Path:
     shutil.copytree(MINIMIND, tokenizer)
     output = root / "out"
     assert prepare(output, "--input", f"train={sources}/train*.jsonl", "--input", f"test={sources}/test.jsonl",
-                   "--tokenizer", str(tokenizer), "--license", EVIL, "--max-length", "512") == 0
+                   "--tokenizer", str(tokenizer), "--license", "other", "--max-length", "512") == 0
     return output
 
 
@@ -211,7 +210,7 @@ def test_body_sections_statistics_plots_and_provenance(prepared_sample):
     assert rows["chat template"] == ["yes"]
     assert rows["license"] == ['"mit"'] and rows["max_length"] == ["512"]
     assert rows["datasets"] == [run["versions"]["datasets"]]
-    assert run["created"] in text
+    assert "created" not in run and "Prepared on" not in text  # no date: a re-run gives the same bytes
     assert 'load_dataset("PATH_OR_REPO_ID")' in text
     assert "--loss simpo" in text and "PretokenizedDPOTrainer" in text
 
@@ -231,7 +230,7 @@ def test_strings_from_options_and_paths_cannot_break_the_card(evil):
     document = stats_document(evil)
     data = DatasetCard.load(evil / "README.md").data
     assert data.to_dict() == card_metadata(document, FEATURES)
-    assert data.license == EVIL
+    assert data.license == "other"  # --license takes only the Hub's ids (test_hostile.py)
     assert data.source_datasets == [source["file"] for source in document["run"]["sources"]]
     assert any(EVIL_DIR in source for source in data.source_datasets)
     assert data.tags == ["dpo", "preference", "poet"]
@@ -245,7 +244,7 @@ def test_strings_from_options_and_paths_cannot_break_the_card(evil):
         assert len({len(row) for row in table}) == 1, table
     rows = {row[0]: row[1:] for table in page.tables for row in table}
     assert rows["name"] == [one_line(document["run"]["tokenizer"]["name"])]
-    assert rows["license"] == [json.dumps(EVIL)]
+    assert rows["license"] == [json.dumps("other")]
     sources = {row[0]: row[1] for table in page.tables if table[0] == ["split", "file"] for row in table[1:]}
     assert sources == {s["split"]: one_line(s["file"]) for s in document["run"]["sources"]}
     assert "<b>" not in rendered and "<i>" not in rendered and "<em>em</em>" not in rendered

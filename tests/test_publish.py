@@ -22,7 +22,9 @@ from hub_server import GITATTRIBUTES, USERS
 
 from poet.pipeline import publish_command
 from poet.pipeline.hub import fetch_prepared
+from poet.pipeline.output import write_manifest
 from poet.pipeline.publish import publish
+from poet.transforms.contract import MANIFEST_FILE
 from poet.transforms.errors import UserError
 
 ALICE, BOB = USERS["alice"], USERS["bob"]
@@ -62,6 +64,7 @@ def fabricate_prepared(root: Path) -> Path:
     (root / "plots" / "poet_length.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     (root / "dead_letter").mkdir()
     (root / "dead_letter" / "train.jsonl").write_text('{"error": "prompt too long", "id": "train-99"}\n')
+    write_manifest(str(root), {})
     return root
 
 
@@ -96,12 +99,14 @@ def reshard(root: Path, split: str, count: int, drop_last: int = 0) -> None:
     """Rewrite ``split`` (of a fabricated or a real prepared folder) as ``count`` shards."""
     table = pa.concat_tables(pq.read_table(path) for path in shards(root, split))
     write_shards(root, split, table.slice(0, len(table) - drop_last), count)
+    write_manifest(str(root), {})  # as a new `poet prepare` run would
 
 
 def published_files(root: Path) -> dict[str, bytes]:
-    """What must land on the Hub: everything but dead letters."""
+    """What must land on the Hub: everything but dead letters and the manifest (the local record of the folder)."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.relative_to(root).as_posix().startswith("dead_letter/")}
+            if p.is_file() and not p.relative_to(root).as_posix().startswith("dead_letter/")
+            and p.name != MANIFEST_FILE}
 
 
 def sha256(data: bytes) -> str:
@@ -163,7 +168,8 @@ def test_republishing_an_unchanged_folder_makes_no_commit(hub, prepared, repo_id
 
 def test_republishing_changed_data_replaces_stale_shards_in_one_commit(hub, prepared, repo_id):
     publish(prepared, repo_id, token=ALICE)
-    hub.write(repo_id, {"data/validation-00000-of-00001.parquet": b"a split this folder does not replace"})
+    hub.write(repo_id, {"data/validation-00000-of-00001.parquet": b"a split this folder no longer has",
+                        "notes/keep.txt": b"not a shard: left alone"})
     old_shards = {f"data/{path.name}" for path in shards(prepared, "train")}
     reshard(prepared, "train", len(old_shards) + 1, drop_last=3)
     new_shards = {f"data/{path.name}" for path in shards(prepared, "train")}
@@ -172,10 +178,11 @@ def test_republishing_changed_data_replaces_stale_shards_in_one_commit(hub, prep
     result = publish(prepared, repo_id, token=ALICE)
 
     assert len(hub.history(repo_id)) == before + 1
-    assert (result.uploaded, result.deleted) == (len(new_shards), len(old_shards))
+    assert (result.uploaded, result.deleted) == (len(new_shards), len(old_shards) + 1)  # + the validation shard
     files = hub.files(repo_id)
     assert {path for path in files if path.startswith("data/train-")} == new_shards
-    assert files["data/validation-00000-of-00001.parquet"] == b"a split this folder does not replace"
+    assert "data/validation-00000-of-00001.parquet" not in files  # the card and the data agree
+    assert files["notes/keep.txt"] == b"not a shard: left alone"
     assert {path: files[path] for path in published_files(prepared)} == published_files(prepared)
 
 
@@ -200,6 +207,61 @@ def test_commits_are_retried_with_backoff_on_429_and_5xx(hub, prepared, repo_id,
 
     assert result.attempts == 3 and sleeps[-2:] == [1.0, 2.0]
     assert len(hub.history(repo_id)) == 2 and len(hub.lfs_uploads) == len(lfs_oids(prepared))
+
+
+def test_repo_creation_and_the_first_head_lookup_are_retried(hub, prepared, repo_id, sleeps):
+    hub.inject("create", 503)
+    hub.inject("create", 429)
+    hub.inject("info", 502)
+
+    result = publish(prepared, repo_id, token=ALICE)
+
+    assert result.attempts == 4 and sleeps[-3:] == [1.0, 2.0, 4.0]
+    assert [status for route, _, _, status in hub.requests if route == "create"] == [503, 429, 200]
+    assert {p: data for p, data in hub.files(repo_id).items() if p != ".gitattributes"} == published_files(prepared)
+
+
+def _swap(a: Path, b: Path) -> None:
+    data = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(data)
+
+
+TAMPERING = {
+    "missing shard": (lambda root: shards(root, "train")[0].unlink(), "is missing"),
+    "edited shard": (lambda root: shards(root, "train")[1].write_bytes(shards(root, "train")[1].read_bytes()[:-1]),
+                     "changed since"),
+    "swapped shards": (lambda root: _swap(*shards(root, "train")[:2]), "changed since"),
+    "stray plot": (lambda root: (root / "plots" / "secret.png").write_bytes(b"HF_TOKEN=hf_xxx"), "not written by"),
+    "stray shard": (lambda root: shutil.copy(shards(root, "test")[0], root / "data" / "val-00000-of-00001.parquet"),
+                    "not written by"),
+    "edited card": (lambda root: (root / "README.md").write_text(CARD.replace("apache-2.0", "mit")), "changed since"),
+    "no manifest": (lambda root: (root / MANIFEST_FILE).unlink(), f"has no {MANIFEST_FILE}"),
+    "damaged manifest": (lambda root: (root / MANIFEST_FILE).write_text("{"), "is damaged"),
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERING))
+def test_a_tampered_folder_is_refused_with_no_commit(hub, prepared, repo_id, tamper):
+    change, message = TAMPERING[tamper]
+    change(prepared)
+    commits = hub.count("commit")
+    with pytest.raises(UserError, match=message) as refused:
+        publish(prepared, repo_id, token=ALICE)
+    assert "\n" not in str(refused.value)
+    assert hub.count("commit") == commits and hub.count("create") == 0  # refused before any Hub call
+
+
+def test_shard_rows_must_add_up_to_the_cards_num_examples():
+    from poet.transforms.manifest import FileEntry, first_difference
+
+    shard = FileEntry("data/train-00000-of-00001.parquet", 10, "ab", "train", 7)
+    found = {shard.path: FileEntry(shard.path, 10, "ab")}
+    assert first_difference({shard.path: shard}, found, ["data/*.parquet"], {"train": 7}) is None
+    assert "says split train has 8 rows but its shards hold 7" in first_difference(
+        {shard.path: shard}, found, ["data/*.parquet"], {"train": 8})
+    assert "split test has 3 rows" in first_difference({shard.path: shard}, found, ["data/*.parquet"],
+                                                        {"train": 7, "test": 3})
 
 
 def test_transient_upload_failures_are_retried_without_failing_the_publish(hub, prepared, repo_id):
@@ -441,3 +503,32 @@ def test_prepare_push_to_hub_publishes_a_card_that_names_the_repo(hub, repo_id, 
     card = hub.files(repo_id)["README.md"].decode()
     assert f'load_dataset("{repo_id}")' in card
     assert card == (tmp_path / "out" / "README.md").read_text()
+
+
+def test_a_failed_push_to_hub_names_the_command_that_finishes_the_job(hub, tmp_path, monkeypatch, capfd):
+    from conftest import MINIMIND, SHAREGPT_SAMPLE, prepare
+
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    output = tmp_path / "my out"
+    assert prepare(output, "--input", str(SHAREGPT_SAMPLE), "--tokenizer", str(MINIMIND), "--license", "apache-2.0",
+                   "--push-to-hub", "bob/not-alices") == 2
+    err = [line for line in capfd.readouterr().err.splitlines() if line.startswith("poet prepare: error")]
+    assert len(err) == 1 and err[0].endswith(f"run: poet publish '{output}' --repo-id bob/not-alices")
+    assert (output / "manifest.json").is_file()  # the prepared folder stays
+
+
+def test_re_preparing_and_re_publishing_the_same_data_makes_no_commit(hub, repo_id, tmp_path):
+    from conftest import GPT2, prepare
+    from hostile_corpus import PLAIN_ROWS, write_rows
+
+    source = write_rows(tmp_path / "train.jsonl", PLAIN_ROWS)
+    args = ["--input", str(source), "--input", f"test={source}.copy.jsonl", "--tokenizer", str(GPT2), "--license", "mit"]
+    shutil.copy(source, f"{source}.copy.jsonl")
+    assert prepare(tmp_path / "first", *args) == 0
+    assert prepare(tmp_path / "second", *args) == 0
+    assert published_files(tmp_path / "first") == published_files(tmp_path / "second")
+
+    assert publish(tmp_path / "first", repo_id, token=ALICE).changed
+    commits = hub.count("commit")
+    again = publish(tmp_path / "second", repo_id, token=ALICE)
+    assert not again.changed and hub.count("commit") == commits

@@ -97,12 +97,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        if not self.learning_rate > 0:
-            raise UserError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.learning_rate < math.inf:
+            raise UserError(f"--learning-rate must be a finite number > 0, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio <= 1:
             raise UserError(f"--warmup-ratio must be in [0, 1], got {self.warmup_ratio}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise UserError("--weight-decay and --max-grad-norm must be >= 0 (0 disables gradient clipping)")
+        for name in ("weight_decay", "max_grad_norm"):  # NaN fails every comparison: test what must hold
+            if not 0 <= getattr(self, name) < math.inf:
+                raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0 (--max-grad-norm 0 disables "
+                                f"gradient clipping), got {getattr(self, name)}")
 
     def trajectory(self) -> dict:
         """The fields a resumed run must share with the run that wrote the checkpoint."""

@@ -257,7 +257,6 @@ def _provenance(run: RunDescription, sizes: dict) -> dict:
         "options": _table(["option", "value"], option_rows, align="l") if option_rows else "*(none recorded)*",
         "versions": _table(["package", "version"], version_rows, align="l") if version_rows else "*(none recorded)*",
         "sizes": _table(["split", "rows", "Arrow bytes", "Parquet bytes"], shard_rows),
-        "created": md_code(run.created or "unknown", cell=False),
         "shard_files": md_code(contract.SHARD_FILES_SHOWN, cell=False),
         "dead_letter_files": md_code(contract.dead_letter_file("{split}"), cell=False),
     }

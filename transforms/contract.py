@@ -19,13 +19,15 @@ STATS_FILE = "stats.json"  # exact length statistics and the run description (sc
 DATA_DIR = "data"  # the Parquet shards
 PLOTS_DIR = "plots"  # the card's PNG plots
 DEAD_LETTER_DIR = "dead_letter"  # set-aside rows with their reasons; never published
+MANIFEST_FILE = "manifest.json"  # size and sha256 of every file written, rows per shard (transforms/manifest.py)
 PLOT_KINDS = ("lengths", "chosen_vs_rejected")
 
 SHARD_PATTERN = re.compile(rf"{DATA_DIR}/(?P<split>[^/]+?)-(?P<index>\d{{5}})-of-(?P<count>\d{{5}})\.parquet")
 """A shard's path in the folder; split names are ``\\w+`` (see ``pipeline.options``), so ``-`` ends them."""
 
 PUBLISHED_FILES = (CARD_FILE, STATS_FILE, f"{PLOTS_DIR}/*", f"{DATA_DIR}/*.parquet")
-"""What a prepared folder shares (fnmatch patterns relative to the folder); ``dead_letter/`` stays home."""
+"""What a prepared folder shares (fnmatch patterns relative to the folder); ``dead_letter/`` and the manifest stay
+home."""
 
 REPLACED_WITH_A_SPLIT = (f"{PLOTS_DIR}/",)
 """Prefixes of files that a new publication replaces as a whole (besides the shards of its splits)."""
@@ -153,10 +155,9 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunDescription:
-    """What went into a prepared folder, with what, and when; ``stats.json``'s ``run``, read back by every reader
+    """What went into a prepared folder and with what (no date: a re-run gives the same bytes); ``stats.json``'s ``run``, read back by every reader
     through :meth:`from_json` (missing fields, as in a hand-made document, take the defaults below)."""
 
-    created: str | None = None  # ISO 8601, UTC
     sources: tuple[Source, ...] = ()  # Hub files by URL at the commit read, other files by name only
     source_repos: tuple[SourceRepo, ...] = ()
     conversational: bool | None = None
@@ -175,7 +176,6 @@ class RunDescription:
     def from_json(cls, document: dict | None) -> RunDescription:
         document = document or {}
         return cls(
-            created=document.get("created"),
             sources=tuple(_build(Source, s) for s in document.get("sources", ())),
             source_repos=tuple(_build(SourceRepo, r) for r in document.get("source_repos", ())),
             conversational=document.get("conversational"),

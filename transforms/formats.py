@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from poet.transforms.reasons import Reason, RowRejected
+from poet.transforms.reasons import Reason, RowRejected, rejects_as
 
 Message = dict[str, str]
 Text = Union[str, list[Message]]
@@ -202,7 +202,10 @@ def _hh_rlhf(record: Mapping) -> PreferencePair:
 def _sharegpt_message(raw: Any, where: str) -> Message:
     if not isinstance(raw, Mapping) or "from" not in raw or "value" not in raw:
         raise RowRejected(Reason.MISSING_FIELD, f"{where}: turn without from/value")
-    role = _SHAREGPT_ROLES.get(raw["from"])
+    speaker = raw["from"]
+    if not isinstance(speaker, str):
+        raise RowRejected(Reason.BAD_FIELD_TYPE, f"{where}: 'from' is {type(speaker).__name__}, expected text")
+    role = _SHAREGPT_ROLES.get(speaker)
     if role is None:
         raise RowRejected(Reason.BAD_ROLE_ORDER, f"{where}: unsupported speaker {raw['from']!r}")
     return _message({"role": role, "content": raw["value"]}, where)
@@ -256,8 +259,20 @@ def _is_blank(text: Text) -> bool:
     return all(not m["content"].strip() for m in text)
 
 
+def _check_text(text: Text, side: str) -> None:
+    """Text a tokenizer and Parquet can take: a lone surrogate (JSON ``"\\ud800"``) is not UTF-8."""
+    for part in [text] if isinstance(text, str) else [m["content"] for m in text]:
+        if not part.isascii():
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise RowRejected(Reason.INVALID_TEXT, f"{side}: {err.reason} at character {err.start}") from None
+
+
 def validate(pair: PreferencePair) -> PreferencePair:
-    """Reject pairs that carry no training signal or that a chat template would mis-render."""
+    """Reject pairs that carry no training signal, that are not valid text or that a chat template would mis-render."""
+    for side in ("prompt", "chosen", "rejected"):
+        _check_text(getattr(pair, side), side)
     if _is_blank(pair.prompt):
         raise RowRejected(Reason.EMPTY_PROMPT)
     if _is_blank(pair.chosen) or _is_blank(pair.rejected):
@@ -271,9 +286,13 @@ def validate(pair: PreferencePair) -> PreferencePair:
 
 
 def normalize(record: Any, fmt: str | None = None) -> PreferencePair:
-    """Detect (or force, with ``fmt``) the row's format and return its validated TRL-form pair."""
-    if fmt is None:
-        fmt = detect_format(record)
-    elif not isinstance(record, Mapping):
-        raise RowRejected(Reason.UNKNOWN_FORMAT, f"row is a {type(record).__name__}, not an object")
-    return validate(FORMATS[fmt](record))
+    """Detect (or force, with ``fmt``) the row's format and return its validated TRL-form pair.
+
+    Raises only :class:`RowRejected`: whatever else a row's fields make a normaliser raise is ``bad_field_type``.
+    """
+    with rejects_as(Reason.BAD_FIELD_TYPE):
+        if fmt is None:
+            fmt = detect_format(record)
+        elif not isinstance(record, Mapping):
+            raise RowRejected(Reason.UNKNOWN_FORMAT, f"row is a {type(record).__name__}, not an object")
+        return validate(FORMATS[fmt](record))

@@ -2,16 +2,23 @@
 
 Beam-free so it can be tested (and reused) on its own: the pipeline's DoFn only
 feeds it batches and routes what comes out.
+
+No row ends the job. Each phase names the reason its unexpected exceptions
+become (:func:`~transforms.reasons.rejects_as`); a phase that works on a whole
+batch (rendering, encoding) and raises is run again one row at a time
+(:meth:`PairPreparer.one_by_one`), so only the rows that raise are set aside.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from poet.transforms.formats import PreferencePair, normalize
 from poet.transforms.readers import SourceRow
-from poet.transforms.reasons import Reason, RowRejected
+from poet.transforms.errors import describe
+from poet.transforms.reasons import Reason, RowRejected, rejects_as
 from poet.transforms.schema import to_row
 from poet.transforms.stats import PairLengths
 from poet.transforms.tokenization import PairTokenizer, TokenizedPair
@@ -53,6 +60,18 @@ class DeadLetter:
             "row": self.source,
         }
 
+    def to_json_line(self) -> str:
+        """One JSON line; a row that cannot be written as UTF-8 text (lone surrogates) is written ASCII-escaped,
+        a row too deep to serialise is kept as its ``repr``."""
+        try:
+            line = json.dumps(self.to_json(), ensure_ascii=False, default=str)
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            line = json.dumps(self.to_json(), default=str)
+        except (RecursionError, ValueError) as err:
+            line = json.dumps({**self.to_json(), "row": repr(self.source)[:100_000], "row_error": describe(err)})
+        return line + "\n"
+
 
 @dataclass(frozen=True)
 class PrepareSettings:
@@ -88,53 +107,74 @@ class PairPreparer:
         self.pair_tokenizer = PairTokenizer(tokenizer)
         self.settings = settings
 
-    def _normalize(self, origin: RowOrigin, source: SourceRow) -> PreferencePair | DeadLetter:
-        if source.record is None:
-            return DeadLetter(origin, Reason.MALFORMED_JSON.value, source.error, source.raw)
-        try:
-            pair = normalize(source.record, self.settings.format)
-        except RowRejected as rejected:
-            return DeadLetter(origin, rejected.reason.value, rejected.detail, source.record)
+    def _normalize(self, source: SourceRow) -> PreferencePair:
+        if source.reason is not None:
+            raise RowRejected(source.reason, source.error)
+        pair = normalize(source.record, self.settings.format)
         if pair.conversational != self.settings.conversational:
             kind = "conversational" if pair.conversational else "plain-text"
-            return DeadLetter(origin, Reason.MIXED_KINDS.value, f"a {kind} pair in a dataset of the other kind",
-                              source.record)
+            raise RowRejected(Reason.MIXED_KINDS, f"a {kind} pair in a dataset of the other kind")
         return pair
 
     # Three phases: ``stage`` and ``finish`` are Python, ``pair_tokenizer.encode_staged`` runs in the
     # Rust tokenizer between them, so it can run on one batch while Python works on the next
-    # (see :class:`OverlappingPreparer`).
+    # (see :class:`OverlappingPreparer`). Any of them may raise for the batch: then use ``one_by_one``.
 
     def stage(self, batch: list[tuple[RowOrigin, SourceRow]]) -> "_StagedBatch":
         """Normalise the rows (invalid ones become dead letters) and render the texts to encode."""
         dead: list[DeadLetter] = []
         valid: list[tuple[RowOrigin, SourceRow, PreferencePair]] = []
         for origin, source in batch:
-            outcome = self._normalize(origin, source)
-            if isinstance(outcome, DeadLetter):
-                dead.append(outcome)
-            else:
-                valid.append((origin, source, outcome))
-        return _StagedBatch(dead, valid, self.pair_tokenizer.stage([pair for _, _, pair in valid]))
+            try:
+                valid.append((origin, source, self._normalize(source)))
+            except RowRejected as rejected:
+                dead.append(_dead(origin, source, rejected))
+        with rejects_as(Reason.TEMPLATE_ERROR):
+            texts = self.pair_tokenizer.stage([pair for _, _, pair in valid])
+        return _StagedBatch(dead, valid, texts)
+
+    def encode(self, staged: "_StagedBatch") -> list[list[int]]:
+        with rejects_as(Reason.UNEXPECTED_ERROR):
+            return self.pair_tokenizer.encode_staged(staged.texts)
 
     def finish(self, staged: "_StagedBatch", ids: list[list[int]]) -> list[PreparedRow | DeadLetter]:
         """Truncate the tokenized pairs and build the shard rows; dead letters first, then rows in order."""
         settings = self.settings
         results: list[PreparedRow | DeadLetter] = list(staged.dead)
-        tokenized = self.pair_tokenizer.assemble(staged.texts, ids)
+        with rejects_as(Reason.UNEXPECTED_ERROR):
+            tokenized = self.pair_tokenizer.assemble(staged.texts, ids)
         eos_id = self.pair_tokenizer.eos_token_id
         for (origin, source, pair), pair_ids in zip(staged.valid, tokenized):
             try:
-                truncated = truncate_pair(
-                    pair_ids, max_length=settings.max_length, max_prompt_length=settings.max_prompt_length,
-                    poet=settings.poet,
-                )
+                with rejects_as(Reason.UNEXPECTED_ERROR):
+                    truncated = truncate_pair(
+                        pair_ids, max_length=settings.max_length, max_prompt_length=settings.max_prompt_length,
+                        poet=settings.poet,
+                    )
+                    row = to_row(pair, truncated, include_text=settings.include_text)
+                    lengths = _lengths(pair_ids, truncated, eos_id)
             except RowRejected as rejected:
-                results.append(DeadLetter(origin, rejected.reason.value, rejected.detail, source.record))
+                results.append(_dead(origin, source, rejected))
                 continue
-            results.append(PreparedRow(origin, to_row(pair, truncated, include_text=settings.include_text),
-                                       _lengths(pair_ids, truncated, eos_id)))
+            results.append(PreparedRow(origin, row, lengths))
         return results
+
+    def one_by_one(self, batch: list[tuple[RowOrigin, SourceRow]]) -> list[PreparedRow | DeadLetter]:
+        """The batch after a batch-wide phase raised: each row alone, so only the rows that raise are set aside."""
+        results: list[PreparedRow | DeadLetter] = []
+        for origin, source in batch:
+            try:
+                staged = self.stage([(origin, source)])
+                results.extend(self.finish(staged, self.encode(staged)))
+            except RowRejected as rejected:
+                results.append(_dead(origin, source, rejected))
+        return results
+
+
+def _dead(origin: RowOrigin, source: SourceRow, rejected: RowRejected) -> DeadLetter:
+    """The dead letter of a row: the parsed row, or the raw text of a line that could not be parsed."""
+    return DeadLetter(origin, rejected.reason.value, rejected.detail,
+                      source.raw if source.reason is not None else source.record)
 
 
 @dataclass(frozen=True)
@@ -159,13 +199,16 @@ class OverlappingPreparer:
 
         self.preparer = preparer
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poet-tokenizer")
-        self._pending = None  # (staged batch, future of its ids)
+        self._pending = None  # (batch, staged batch, future of its ids)
 
     def push(self, batch: list[tuple[RowOrigin, SourceRow]]) -> list[PreparedRow | DeadLetter]:
         """Start on ``batch``; return the results of the batch pushed before it (empty for the first)."""
-        staged = self.preparer.stage(batch)
-        future = self._pool.submit(self.preparer.pair_tokenizer.encode_staged, staged.texts)
-        done, self._pending = self._pending, (staged, future)
+        try:
+            staged = self.preparer.stage(batch)
+        except RowRejected:  # a batch-wide phase raised: finish the batch before it, then this one row by row
+            return self.flush() + self.preparer.one_by_one(batch)
+        future = self._pool.submit(self.preparer.encode, staged)
+        done, self._pending = self._pending, (batch, staged, future)
         return self._finish(done)
 
     def flush(self) -> list[PreparedRow | DeadLetter]:
@@ -176,14 +219,17 @@ class OverlappingPreparer:
     def _finish(self, done) -> list[PreparedRow | DeadLetter]:
         if done is None:
             return []
-        staged, future = done
-        return self.preparer.finish(staged, future.result())
+        batch, staged, future = done
+        try:
+            return self.preparer.finish(staged, future.result())
+        except RowRejected:
+            return self.preparer.one_by_one(batch)
 
     def discard(self) -> None:
         """Drop the batch in flight, if any (its bundle failed: it will be processed again)."""
         done, self._pending = self._pending, None
         if done:
-            done[1].cancel() or done[1].exception()  # wait for the tokenizer to be idle
+            done[2].cancel() or done[2].exception()  # wait for the tokenizer to be idle
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

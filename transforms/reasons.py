@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+from poet.transforms.errors import describe
+
 
 class Reason(str, enum.Enum):
     MALFORMED_JSON = "malformed_json"
@@ -21,6 +23,10 @@ class Reason(str, enum.Enum):
     IDENTICAL_AFTER_TRUNCATION = "identical_after_truncation"
     PROMPT_TOO_LONG = "prompt_too_long"
     MIXED_KINDS = "mixed_kinds"
+    INVALID_TEXT = "invalid_text"  # not UTF-8, or a lone surrogate: never replaced silently
+    BAD_FIELD_TYPE = "bad_field_type"  # a field of a type its format does not allow
+    TEMPLATE_ERROR = "template_error"  # the tokenizer's chat template raised on this row
+    UNEXPECTED_ERROR = "unexpected_error"  # anything else one row raised while it was prepared
 
 
 class RowRejected(Exception):
@@ -30,3 +36,24 @@ class RowRejected(Exception):
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
         self.reason = reason
         self.detail = detail
+
+
+class rejects_as:  # noqa: N801 - used like a function: ``with rejects_as(reason):``
+    """Turn any exception of the block into :class:`RowRejected` with ``reason`` (a ``RowRejected`` passes as is).
+
+    The one mechanism by which an unexpected exception of one row's processing
+    becomes a dead letter instead of ending the job. (A class, not
+    ``contextlib.contextmanager``: it runs once per row.)
+    """
+
+    def __init__(self, reason: Reason):
+        self.reason = reason
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, _traceback) -> bool:
+        if err is None or isinstance(err, RowRejected) or not isinstance(err, Exception):
+            return False
+        raise RowRejected(self.reason, describe(err)) from err
+

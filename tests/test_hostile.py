@@ -1,0 +1,338 @@
+"""A hostile user's inputs, rows, files and options (tests/hostile_corpus.py): nothing ends in a traceback.
+
+Where a run is refused: exit status 2, exactly one line of error, nothing at
+``--output`` (nor a staging folder). Where it runs: every row is kept or
+dead-lettered with its reason, ``kept + dead-lettered == read``, and the good
+rows are kept exactly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import GPT2, HH_SAMPLE, MINIMIND, REPO, prepare
+from hostile_corpus import (KEPT, PLAIN_ROWS, SHAREGPT_ROWS, assert_every_row_accounted_for, dead_letters, kept_rows,
+                            raising_tokenizer, write_rows)
+from poet.pipeline.cli import main
+
+
+def assert_refused(capfd, output: Path, code: int = 2) -> str:
+    """Exactly one line on stderr, no traceback, nothing at (or next to) ``output``."""
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("poet")]
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("poet"), err
+    assert not list(output.parent.glob(output.name + "*")), "a refused run must leave nothing"
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("hostile")
+    source = write_rows(root / "plain.jsonl", PLAIN_ROWS)
+    output = root / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2), "--license", "mit") == 0
+    return source, output
+
+
+def test_every_hostile_row_is_dead_lettered_with_its_reason_and_the_good_rows_kept(plain_run):
+    source, output = plain_run
+    assert_every_row_accounted_for(output, PLAIN_ROWS)
+    good = [json.loads(line) for line, expected in PLAIN_ROWS if expected == KEPT]
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in kept_rows(output)] == [
+        (g["prompt"], g["chosen"], g["rejected"]) for g in good]
+
+
+def test_dead_letters_keep_the_original_row_or_line(plain_run):
+    source, output = plain_run
+    lines = source.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    for letter in dead_letters(output):
+        raw = lines[letter["line"] - 1].rstrip(b"\r")
+        if letter["reason"] == "malformed_json" or isinstance(letter["row"], str) and letter["line"] == 3:
+            assert letter["row"] == raw.decode("utf-8", errors="backslashreplace")
+        else:
+            assert letter["row"] == json.loads(raw)  # lone surrogates included, written as \ud800 escapes
+        assert letter["detail"] or letter["reason"] in {"identical_responses", "empty_prompt"}
+
+
+def test_a_raising_chat_template_and_bad_turns_are_dead_letters(tmp_path):
+    """(In worker processes too: tests/test_scaleout.py prepares these rows with two of them.)"""
+    tokenizer = raising_tokenizer(MINIMIND, tmp_path / "tokenizer")
+    source = write_rows(tmp_path / "sharegpt.jsonl", SHAREGPT_ROWS, bom=False)
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(tokenizer), "--batch-size", "3") == 0
+    assert_every_row_accounted_for(output, SHAREGPT_ROWS)
+    [letter] = [d for d in dead_letters(output) if d["reason"] == "template_error"]
+    assert "Still fine?" in {r["prompt"][-1]["content"] for r in kept_rows(output)}  # its batch-mate is kept
+    assert "this template refuses the message" in letter["detail"]
+
+
+# the property: garbage lines (any bytes, any JSON) mixed into good rows never cost a good row
+_GOOD = [json.dumps({"prompt": f"Question {i}?", "chosen": f" Yes {i}.", "rejected": f" No {i}."}).encode()
+         for i in range(4)]
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["prompt", "chosen", "rejected", "conversations", "from", "value", "role", "content"]) | st.text(),
+        inner, max_size=4),
+    max_leaves=8,
+)
+_garbage = st.one_of(
+    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" ")),
+    _json_values.map(lambda v: json.dumps(v).encode()),
+    st.text(max_size=20).map(lambda t: json.dumps({"prompt": t, "chosen": [t], "rejected": {"from": t}}).encode()),
+)
+
+
+@pytest.fixture(scope="module")
+def gpt2_preparer():
+    from poet.transforms.prepare import OverlappingPreparer, PairPreparer, PrepareSettings
+    from poet.transforms.tokenization import load_tokenizer
+
+    settings_ = PrepareSettings(format=None, conversational=False, max_length=None, max_prompt_length=None,
+                                poet=True, include_text=True)
+    preparer = OverlappingPreparer(PairPreparer(load_tokenizer(str(GPT2)), settings_))
+    yield preparer
+    preparer.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.booleans(), _garbage), min_size=1, max_size=12), st.integers(1, 5))
+def test_good_rows_survive_any_garbage_around_them(gpt2_preparer, mixed, batch_size):
+    import io
+
+    from poet.transforms.prepare import DeadLetter, RowOrigin
+    from poet.transforms.readers import iter_rows
+
+    lines, good_lines = [], []
+    for i, (good_first, garbage) in enumerate(mixed):
+        pair = [_GOOD[i % len(_GOOD)], garbage] if good_first else [garbage, _GOOD[i % len(_GOOD)]]
+        lines += pair
+    data = b"\n".join(lines) + b"\n"
+    rows = [(RowOrigin("train", "f.jsonl", 0, s.line), s) for s in iter_rows("f.jsonl", io.BytesIO(data))]
+    results = []
+    for start in range(0, len(rows), batch_size):
+        results += gpt2_preparer.push(rows[start:start + batch_size])
+    results += gpt2_preparer.flush()
+
+    assert len(results) == len(rows) == sum(1 for line in lines if line.strip())  # kept + dead == read
+    kept = {r.origin.line: r.row for r in results if not isinstance(r, DeadLetter)}
+    for number, line in enumerate(lines, start=1):
+        if line in _GOOD:
+            good = json.loads(line)
+            for column in ("prompt", "chosen", "rejected"):  # byte for byte
+                assert kept[number][column].encode() == good[column].encode()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _gzip_of(rows: list[tuple[bytes, str]]) -> bytes:
+    return gzip.compress(b"".join(line + b"\n" for line, _ in rows) * 50, mtime=0)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "crc"])
+def test_a_damaged_gzip_is_one_line_and_leaves_nothing(tmp_path, capfd, damage):
+    data = bytearray(_gzip_of(PLAIN_ROWS[:1]))
+    if damage == "truncated":
+        data = data[:-30]
+    else:
+        data[-6] ^= 0xFF  # the CRC32 trailer
+    source = tmp_path / "train.jsonl.gz"
+    source.write_bytes(bytes(data))
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2)) == 2
+    line = assert_refused(capfd, output)
+    assert str(source) in line and "nothing was written" in line
+
+
+def test_a_file_that_vanishes_after_planning_is_one_line(tmp_path, capfd, monkeypatch):
+    import poet.pipeline.pipeline as pipeline
+
+    source = write_rows(tmp_path / "train.jsonl", PLAIN_ROWS)
+    plan_inputs = pipeline.plan_inputs
+
+    def plan_then_vanish(config):
+        plan = plan_inputs(config)
+        source.unlink()
+        return plan
+
+    monkeypatch.setattr(pipeline, "plan_inputs", plan_then_vanish)
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2)) == 2
+    assert str(source) in assert_refused(capfd, output)
+
+
+def _fifo(tmp_path: Path) -> str:
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    return str(tmp_path / "fifo.jsonl")
+
+
+def _symlink(tmp_path: Path) -> list[str]:
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "train.jsonl")
+    return ["train=" + str(tmp_path / "train.jsonl"), "test=" + str(tmp_path / "link.jsonl")]
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (lambda d: [_fifo(d)], "not a regular file"),
+    (_symlink, "given twice"),
+    (lambda d: [str(d / "train.jsonl"), f"test={d}/../{d.name}/train.jsonl"], "given twice"),
+    (lambda d: [str(d / "train.jsonl"), os.path.relpath(d / "train.jsonl")], "given twice"),
+    (lambda d: [str(d / "folder.jsonl")], "not a regular file"),
+], ids=["fifo", "symlink-across-splits", "dotdot", "relative-and-absolute", "folder"])
+def test_file_problems_are_refused_before_any_work(tmp_path, capfd, inputs, message):
+    write_rows(tmp_path / "train.jsonl", PLAIN_ROWS[:1])
+    (tmp_path / "folder.jsonl").mkdir()
+    output = tmp_path / "out"
+    args = [arg for value in inputs(tmp_path) for arg in ("--input", value)]
+    assert prepare(output, *args, "--tokenizer", str(GPT2)) == 2
+    assert message in assert_refused(capfd, output)
+
+
+# --------------------------------------------------------------------------- options and outputs
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max_length", "3"], "did you mean --max-length?"),
+    (["--max-lenght", "256"], "did you mean --max-length?"),
+    (["--drop_text"], "did you mean --drop-text?"),
+    (["--max-len", "3"], "did you mean --max-length?"),  # no silent abbreviation either
+    (["--direct_num_worker", "2"], "did you mean --direct_num_workers?"),
+    (["second.jsonl.gz"], "quote it"),
+    (["--max-shard-size", "0"], "at least one byte"),
+    (["--license", "evil ---\n---\nlicense: gpl-3.0"], "not a license id the Hub knows"),
+    (["--license", "MIT-0"], "did you mean mit?"),
+    (["--runner", "NoSuchRunner"], "--runner NoSuchRunner"),
+    (["--direct_num_workers", "two"], "invalid int value"),
+    (["--input", "all=x.jsonl"], "reserved"),
+], ids=lambda value: value if isinstance(value, str) else " ".join(value))
+def test_option_mistakes_are_one_line(tmp_path, capfd, extra, message):
+    source = write_rows(tmp_path / "train.jsonl", PLAIN_ROWS[:1])
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2), *extra) == 2
+    assert message in assert_refused(capfd, output)
+
+
+def test_beam_options_pass_through():
+    from poet.pipeline.beam_args import check_beam_args
+
+    check_beam_args(["--runner", "DirectRunner", "--direct_num_workers", "2", "--direct_running_mode",
+                     "multi_processing", "--temp_location", "gs://b/tmp", "--project", "p", "--region", "r",
+                     "--setup_file", "./setup.py", "--sdk_container_image", "img", "--experiments", "x",
+                     "--num_workers", "3", "--max_num_workers", "9"], [])
+    try:
+        import apache_beam.runners.dask.dask_runner  # noqa: F401 - needs dask
+    except ImportError:
+        return
+    check_beam_args(["--dask_client_address", "127.0.0.1:8786"], [])
+
+
+@pytest.mark.parametrize("where, message", [
+    (lambda d: "/", "system location"),
+    (lambda d: "/proc/poet-out", "system location"),
+    (lambda d: str(d / "file.txt" / "out"), "which is a file"),
+    (lambda d: str(d / "file.txt"), "is a file"),
+], ids=["root", "proc", "inside-a-file", "a-file"])
+def test_bad_output_locations_are_refused_before_any_work(tmp_path, capfd, where, message):
+    (tmp_path / "file.txt").write_text("not a folder")
+    source = write_rows(tmp_path / "train.jsonl", PLAIN_ROWS[:1])
+    assert main(["prepare", "--input", str(source), "--tokenizer", str(GPT2), "--output", where(tmp_path)]) == 2
+    err = capfd.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert (tmp_path / "file.txt").read_text() == "not a folder"
+
+
+def test_overwrite_replaces_only_a_folder_poet_wrote(tmp_path, capfd, plain_run):
+    source, prepared = plain_run
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    assert prepare(mine, "--input", str(source), "--tokenizer", str(GPT2), "--overwrite") == 2
+    assert "did not write it" in capfd.readouterr().err
+    assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_second_run_on_the_same_output_does_not_replace_the_first(tmp_path, capfd, monkeypatch):
+    """The target appears while the run works (another run finished first): the final move refuses it."""
+    import poet.pipeline.pipeline as pipeline
+
+    source = write_rows(tmp_path / "train.jsonl", PLAIN_ROWS)
+    output = tmp_path / "out"
+    write_manifest = pipeline.write_manifest
+
+    def first_run_finishes_meanwhile(folder, document):
+        write_manifest(folder, document)
+        output.mkdir()
+        (output / "from-the-other-run").write_text("first")
+
+    monkeypatch.setattr(pipeline, "write_manifest", first_run_finishes_meanwhile)
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2)) == 2
+    err = capfd.readouterr().err
+    assert "appeared while this run was working" in err and "Traceback" not in err
+    assert [p.name for p in output.iterdir()] == ["from-the-other-run"]
+    assert not list(tmp_path.glob("out.poet-*"))
+
+
+def test_sigterm_ends_the_run_with_one_line_and_no_staging_folder(tmp_path):
+    output = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "poet.pipeline.cli", "prepare", "--input", str(HH_SAMPLE), "--tokenizer",
+         str(MINIMIND), "--output", str(output), "--batch-size", "8"],
+        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("out.poet-staging-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(tmp_path.glob("out.poet-staging-*")), "the run never started"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "poet prepare: interrupted"
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- the other commands
+
+
+@pytest.mark.parametrize("damage", [b"", b"{\"schema_version\": 1, \"splits\": ", b"[1, 2]", b"\xff\xfe"])
+def test_stats_on_a_damaged_stats_json_is_one_line(tmp_path, capfd, damage):
+    (tmp_path / "stats.json").write_bytes(damage)
+    assert main(["stats", str(tmp_path)]) == 2
+    err = capfd.readouterr().err
+    assert "is damaged" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--weight-decay", "--max-grad-norm", "--learning-rate"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_train_refuses_non_finite_numbers_in_one_line(tmp_path, capfd, option, value):
+    assert main(["train", "--data", str(tmp_path), "--model", str(tmp_path), "--output-dir", str(tmp_path / "run"),
+                 option, value]) == 2
+    err = capfd.readouterr().err
+    assert option in err and len(err.strip().splitlines()) == 1
+
+
+def test_temporary_tokenizer_folders_are_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from poet.pipeline.tokenizer_source import TokenizerSource
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    tokenizer = TokenizerSource.resolve(str(GPT2)).load()
+    assert tokenizer.name_or_path == str(GPT2) and tokenizer("hi")["input_ids"]
+    assert not list(tmp_path.iterdir())
