@@ -11,10 +11,9 @@ options Beam knows are read from its ``PipelineOptions`` subclasses, exactly as
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, did_you_mean
 
 # PipelineOptions subclasses defined outside apache_beam.options.pipeline_options, registered by importing them
 # (a runner whose dependencies are not installed is skipped: its options cannot be used anyway)
@@ -61,12 +60,12 @@ def check_beam_args(args: list[str], poet_options: list[str], command: str = "po
     if options:
         name = options[0].split("=", 1)[0]
         known = poet_options + [s for s in parser._option_string_actions if s.startswith("--")]  # noqa: SLF001
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else f"see {command} --help"
+        close = did_you_mean(name, known)
+        hint = f"did you mean {close}?" if close else f"see {command} --help"
         if missing and not close:
             hint += f" (the options of {', '.join(missing)} are unknown: its dependencies are not installed)"
         raise UserError(f"unknown option {name}: neither poet nor Beam knows it; {hint}")
     raise UserError(
         f"unexpected argument {unknown[0]!r}: if the shell expanded a glob into several files, quote it "
-        f"(--input 'data/train*.jsonl.gz')"
+        f"(--input 'raw/train*.jsonl.gz')"
     )

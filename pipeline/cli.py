@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, did_you_mean
 
 # sub-command -> (module, one-line help)
 SUBCOMMANDS = {
@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         command = f"poet {args.command}"
         if extra and args.command != "prepare":  # prepare hands them to Beam, which must know them
-
-            raise UserError(f"unrecognized arguments: {' '.join(extra)} (see {command} --help)")
+            close = did_you_mean(extra[0].split("=", 1)[0], args._parser._option_string_actions)
+            hint = f"did you mean {close}?" if close else f"see {command} --help"
+            raise UserError(f"unrecognized argument {extra[0]}; {hint}")
         args.beam_args = extra
         return args._module.run(args) or 0
     except UserError as err:

@@ -1,5 +1,7 @@
 """Publish a prepared folder to the Hugging Face Hub as a dataset repo, in one atomic commit.
 
+The folder must be exactly what `poet prepare` wrote: a missing, edited, swapped or extra file
+(checked against its manifest) is refused before anything is sent.
 Unchanged files are skipped (publishing the same folder twice makes no commit), a re-run
 after a failure resumes without re-uploading what the Hub already holds, and
 ``dead_letter/`` is never published. The token comes from HF_TOKEN or

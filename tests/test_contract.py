@@ -66,7 +66,6 @@ def test_features_follow_the_columns():
 
 def test_the_run_description_round_trips_through_stats_json():
     run = RunDescription(
-        created="2026-01-01T00:00:00+00:00",
         sources=(Source("train", "a.jsonl"), Source("test", "hf://datasets/u/d@" + "c" * 40 + "/b.parquet")),
         source_repos=(SourceRepo("u/d", "c" * 40, "main"),),
         conversational=True,
@@ -76,7 +75,7 @@ def test_the_run_description_round_trips_through_stats_json():
     )
     document = json.loads(dumps(build_stats_document({"train": LengthStats()}, [], run)))
     assert RunDescription.from_json(document["run"]) == run
-    assert list(document["run"]) == ["created", "sources", "source_repos", "conversational", "tokenizer", "options",
+    assert list(document["run"]) == ["sources", "source_repos", "conversational", "tokenizer", "options",
                                      "versions"]
     assert RunDescription.from_json({}) == RunDescription()  # a hand-made document: every field defaults
 
@@ -86,5 +85,6 @@ def test_a_prepared_folder_has_the_contract_layout(prepared_sample):
     assert run.sources == (Source("train", HH_SAMPLE.name),) and run.options.license == "mit"
     files = {p.relative_to(prepared_sample).as_posix() for p in prepared_sample.rglob("*") if p.is_file()}
     shards = {f for f in files if contract.SHARD_PATTERN.fullmatch(f)}
-    assert shards and files == {contract.CARD_FILE, contract.STATS_FILE, contract.dead_letter_file("train"),
+    assert shards and files == {contract.CARD_FILE, contract.STATS_FILE, contract.MANIFEST_FILE,
+                                contract.dead_letter_file("train"),
                                 *(contract.plot_file("train", kind) for kind in contract.PLOT_KINDS), *shards}

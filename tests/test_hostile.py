@@ -215,7 +215,7 @@ def test_file_problems_are_refused_before_any_work(tmp_path, capfd, inputs, mess
     (["--max-shard-size", "0"], "at least one byte"),
     (["--license", "evil ---\n---\nlicense: gpl-3.0"], "not a license id the Hub knows"),
     (["--license", "MIT-0"], "did you mean mit?"),
-    (["--runner", "NoSuchRunner"], "--runner NoSuchRunner"),
+    (["--runner", "NoSuchRunner"], "unknown --runner"),
     (["--direct_num_workers", "two"], "invalid int value"),
     (["--input", "all=x.jsonl"], "reserved"),
 ], ids=lambda value: value if isinstance(value, str) else " ".join(value))
@@ -336,3 +336,9 @@ def test_temporary_tokenizer_folders_are_removed(tmp_path, monkeypatch):
     tokenizer = TokenizerSource.resolve(str(GPT2)).load()
     assert tokenizer.name_or_path == str(GPT2) and tokenizer("hi")["input_ids"]
     assert not list(tmp_path.iterdir())
+
+
+def test_other_commands_refuse_unknown_options_with_a_suggestion(tmp_path, capfd):
+    assert main(["publish", str(tmp_path), "--repo-id", "alice/x", "--privat"]) == 2
+    err = capfd.readouterr().err
+    assert err.strip() == "poet publish: error: unrecognized argument --privat; did you mean --private?"

@@ -46,3 +46,11 @@ def describe(err: BaseException) -> str:
     text = str(err).strip()
     first = text.splitlines()[0][:300] if text else ""
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    """The candidate closest to a mistyped ``name`` (``--max_length`` → ``--max-length``), or None."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None

@@ -7,9 +7,7 @@ shown as no license, so ``--license`` is checked against this list before any wo
 
 from __future__ import annotations
 
-import difflib
-
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, did_you_mean
 
 HUB_LICENSES = frozenset({
     "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m", "bigscience-bloom-rail-1.0",
@@ -30,6 +28,6 @@ def check_license(value: str) -> str:
     license_id = value.strip().lower()
     if license_id in HUB_LICENSES:
         return license_id
-    close = difflib.get_close_matches(license_id, sorted(HUB_LICENSES), n=1)
-    hint = f"did you mean {close[0]}?" if close else "see https://huggingface.co/docs/hub/repositories-licenses"
+    close = did_you_mean(license_id, HUB_LICENSES)
+    hint = f"did you mean {close}?" if close else "see https://huggingface.co/docs/hub/repositories-licenses"
     raise UserError(f"--license {value!r} is not a license id the Hub knows; {hint}")
