@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Beam options pass through, e.g. --runner DaskRunner --dask_client_address tcp://HOST:8786, "
         "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp, "
-        "or --direct_num_workers 2 --direct_running_mode multi_processing."
+        "or --direct_num_workers 2 --direct_running_mode multi_processing; an option neither poet nor Beam "
+        "knows is refused. Quote globs: --input 'raw/train*.jsonl.gz'."
     )
 
 
