@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 from pathlib import Path
 
-from poet.trainer.config import DTYPES, LOSS_DEFAULTS, LOSSES, TrainConfig
+from poet.trainer.config import DTYPES, TrainConfig
+from poet.trainer.registry import LOSSES
 from poet.transforms.errors import UserError
 
 
 def _per_loss(name: str) -> str:
-    return ", ".join(f"{loss} {d[name]}" for loss, d in LOSS_DEFAULTS.items() if name in d)
+    return ", ".join(f"{loss.name} {loss.defaults[name]}" for loss in LOSSES.values() if name in loss.defaults)
+
+
+def _losses_epilog() -> str:
+    """Where each loss's defaults come from (shown under ``poet train --help``)."""
+    return "defaults of the losses:\n" + "\n".join(
+        f"  {loss.name}: {', '.join(f'{k}={v}' for k, v in loss.defaults.items())}\n"
+        + textwrap.fill(loss.sources, width=100, initial_indent="    ", subsequent_indent="    ")
+        for loss in LOSSES.values())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = _losses_epilog()
     io = parser.add_argument_group("data, model and output")
     io.add_argument("--data", required=True, help="prepared folder (`poet prepare` output) or Hub dataset repo id")
     io.add_argument("--split", default="train", help="split to train on")
@@ -32,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--overwrite", action="store_true", help="train into a non-empty --output-dir")
 
     objective = parser.add_argument_group("objective")
-    objective.add_argument("--loss", choices=LOSSES, default="dpo", help="direct alignment algorithm")
+    objective.add_argument("--loss", choices=list(LOSSES), default="dpo",
+                           help="direct alignment algorithm (where each default comes from: see the end of --help)")
     objective.add_argument("--beta", type=float, default=None, help=f"β; unset: {_per_loss('beta')}")
     margin = objective.add_mutually_exclusive_group()
     margin.add_argument("--gamma", type=float, default=None, help=f"reward margin γ; unset: {_per_loss('gamma')}")
@@ -74,11 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     gamma = args.gamma
     if args.gamma_beta_ratio is not None:
-        if "gamma" not in LOSS_DEFAULTS[args.loss]:
+        if "gamma" not in LOSSES[args.loss].defaults:
             raise UserError(f"--gamma-beta-ratio does not apply to --loss {args.loss}: drop it")
         if not math.isfinite(args.gamma_beta_ratio):
             raise UserError(f"--gamma-beta-ratio must be a finite number, got {args.gamma_beta_ratio}")
-        beta = args.beta if args.beta is not None else LOSS_DEFAULTS[args.loss]["beta"]
+        beta = args.beta if args.beta is not None else LOSSES[args.loss].defaults["beta"]
         gamma = args.gamma_beta_ratio * beta
     names = [name for name in TrainConfig.__dataclass_fields__ if name != "gamma"]
     return TrainConfig(gamma=gamma, **{name: getattr(args, name) for name in names})

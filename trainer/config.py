@@ -6,17 +6,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from poet.trainer.registry import LOSSES
 from poet.transforms.errors import UserError
 
-LOSSES = ("dpo", "simpo", "alphapo")
 DTYPES = ("float32", "bfloat16", "float16", "float64", "auto")
-
-# Defaults of the loss hyper-parameters, per loss (the signatures of trainer.losses).
-LOSS_DEFAULTS = {
-    "dpo": {"beta": 0.1, "label_smoothing": 0.0},
-    "simpo": {"beta": 2.0, "gamma": 0.5, "label_smoothing": 0.0},
-    "alphapo": {"alpha": 0.25, "beta": 2.5, "gamma": 0.5},
-}
+HYPERPARAMETERS = ("beta", "gamma", "alpha", "label_smoothing")  # the TrainConfig fields a loss may take
 
 # Fields that decide the training trajectory: a checkpoint only resumes bit-for-bit if they are unchanged.
 TRAJECTORY_FIELDS = (
@@ -40,7 +34,7 @@ class TrainConfig:
     tokenizer: str | None = None
     dtype: str = "float32"
     loss: str = "dpo"
-    # None means "the default of the chosen loss" (LOSS_DEFAULTS); resolved in __post_init__.
+    # None means "the default of the chosen loss" (trainer.registry); resolved in __post_init__.
     beta: float | None = None
     gamma: float | None = None
     alpha: float | None = None
@@ -77,8 +71,8 @@ class TrainConfig:
             raise UserError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
-        defaults = LOSS_DEFAULTS[self.loss]
-        for name in ("beta", "gamma", "alpha", "label_smoothing"):
+        defaults = LOSSES[self.loss].defaults
+        for name in HYPERPARAMETERS:
             value = getattr(self, name)
             if value is None:
                 object.__setattr__(self, name, defaults.get(name))
@@ -90,8 +84,10 @@ class TrainConfig:
             raise UserError(f"--beta must be > 0, got {self.beta}")
         if self.label_smoothing is not None and not 0 <= self.label_smoothing < 0.5:
             raise UserError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        if self.precompute_ref and self.loss != "dpo":
-            raise UserError(f"--precompute-ref only applies to --loss dpo ({self.loss} has no reference model)")
+        if self.precompute_ref and not LOSSES[self.loss].needs_reference:
+            raise UserError(f"--precompute-ref only applies to losses with a reference model "
+                            f"({', '.join(n for n, loss in LOSSES.items() if loss.needs_reference)}); "
+                            f"{self.loss} has none")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "num_epochs", "max_steps",
                      "max_length", "max_samples", "logging_steps", "save_steps", "eval_steps"):  # fmt: skip
             value = getattr(self, name)
@@ -105,6 +101,11 @@ class TrainConfig:
             if not 0 <= getattr(self, name) < math.inf:
                 raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0 (--max-grad-norm 0 disables "
                                 f"gradient clipping), got {getattr(self, name)}")
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """The loss's hyper-parameters, as its function takes them."""
+        return {name: getattr(self, name) for name in LOSSES[self.loss].defaults}
 
     def trajectory(self) -> dict:
         """The fields a resumed run must share with the run that wrote the checkpoint."""

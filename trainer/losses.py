@@ -7,13 +7,19 @@ losses. Rewards are detached: they are for logging (``rewards/*`` metrics), not 
 The input convention follows TRL: DPO takes *summed* completion log-probs (``DPOTrainer``), SimPO and AlphaPO
 take *length-averaged* ones (``CPOTrainer`` with ``loss_type="simpo"``, which also implements AlphaPO through
 its ``alpha`` parameter). Hyper-parameters are plain Python floats; they are validated by
-:class:`trainer.config.TrainConfig`, not here.
+:class:`trainer.config.TrainConfig`, not here. :mod:`trainer.registry` names each function with its
+log-prob reduction, its need for a reference model and its defaults.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from poet.trainer.registry import LOSSES
+
+# Each function's defaults are its registry entry's (trainer.registry), where their sources are stated.
+_DPO, _SIMPO, _ALPHAPO = (LOSSES[name].defaults for name in ("dpo", "simpo", "alphapo"))
 
 
 def _logistic_loss(logits: torch.Tensor, label_smoothing: float) -> torch.Tensor:
@@ -26,8 +32,8 @@ def dpo_loss(
     rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor,
     ref_rejected_logps: torch.Tensor,
-    beta: float = 0.1,
-    label_smoothing: float = 0.0,
+    beta: float = _DPO["beta"],
+    label_smoothing: float = _DPO["label_smoothing"],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Direct Preference Optimization (arXiv:2305.18290), with cDPO label smoothing.
 
@@ -48,9 +54,9 @@ def dpo_loss(
 def simpo_loss(
     chosen_logps: torch.Tensor,
     rejected_logps: torch.Tensor,
-    beta: float = 2.0,
-    gamma: float = 0.5,
-    label_smoothing: float = 0.0,
+    beta: float = _SIMPO["beta"],
+    gamma: float = _SIMPO["gamma"],
+    label_smoothing: float = _SIMPO["label_smoothing"],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Simple Preference Optimization (arXiv:2405.14734): reference-free, length-normalised, with a margin.
 
@@ -96,9 +102,9 @@ def _alphapo_margin(
 def alphapo_loss(
     chosen_logps: torch.Tensor,
     rejected_logps: torch.Tensor,
-    alpha: float = 0.25,
-    beta: float = 2.5,
-    gamma: float = 0.5,
+    alpha: float = _ALPHAPO["alpha"],
+    beta: float = _ALPHAPO["beta"],
+    gamma: float = _ALPHAPO["gamma"],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""AlphaPO (arXiv:2501.03884): SimPO with an α-shaped reward.
 

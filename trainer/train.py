@@ -22,7 +22,6 @@ from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from poet.trainer import losses
 from poet.trainer.checkpoint import load_checkpoint, read_state, save_checkpoint
 from poet.trainer.config import TrainConfig
 from poet.trainer.data import REF_COLUMNS, BatchPlan, Pairs, collate, load_pairs, sharded_batches
@@ -30,6 +29,7 @@ from poet.trainer.logps import Batch, completion_logps
 from poet.trainer.metrics import PAIR_METRICS, MetricSums, MetricsLog
 from poet.trainer.model import check_fits, load_model, load_reference, load_tokenizer, pad_token_id
 from poet.trainer.plots import plot_curves
+from poet.trainer.registry import LOSSES
 from poet.transforms.errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
@@ -39,18 +39,11 @@ CURVES_FILE = "training_curves.png"
 def preference_loss(config: TrainConfig, logps: torch.Tensor, counts: torch.Tensor, ref_logps: torch.Tensor | None):
     """Per-pair ``(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps)`` of a ``2B``-row batch,
     from summed completion log-probs and token counts. The returned log-probs are the ones the loss consumes:
-    sums for DPO, length averages for SimPO and AlphaPO (as TRL logs ``logps/*``)."""
-    if config.loss == "dpo":
-        chosen, rejected = logps.chunk(2)
-        ref_chosen, ref_rejected = ref_logps.to(logps.dtype).chunk(2)
-        out = losses.dpo_loss(chosen, rejected, ref_chosen, ref_rejected, config.beta, config.label_smoothing)
-    else:
-        chosen, rejected = (logps / counts).chunk(2)
-        if config.loss == "simpo":
-            out = losses.simpo_loss(chosen, rejected, config.beta, config.gamma, config.label_smoothing)
-        else:
-            out = losses.alphapo_loss(chosen, rejected, config.alpha, config.beta, config.gamma)
-    return (*out, chosen, rejected)
+    sums or length averages, as its registry entry says (as TRL logs ``logps/*``)."""
+    loss = LOSSES[config.loss]
+    chosen, rejected = (logps if loss.reduction == "sum" else logps / counts).chunk(2)
+    references = ref_logps.to(logps.dtype).chunk(2) if loss.needs_reference else ()
+    return (*loss(chosen, rejected, *references, **config.hyperparameters), chosen, rejected)
 
 
 class PreferenceTrainer:
@@ -93,7 +86,7 @@ class PreferenceTrainer:
         with self.accelerator.autocast():
             logps, counts = completion_logps(model, batch)
             ref_logps = batch.ref_logps
-            if self.config.loss == "dpo" and ref_logps is None:
+            if LOSSES[self.config.loss].needs_reference and ref_logps is None:
                 with torch.no_grad():
                     ref_logps, _ = completion_logps(self.reference, batch)
         return preference_loss(self.config, logps, counts, ref_logps)
@@ -347,7 +340,8 @@ def train(config: TrainConfig) -> dict[str, float]:
 
     # DPO's reference: log-probs from the shards, else a frozen copy of the initial model, or its log-probs.
     reference = None
-    if config.loss == "dpo" and any(p is not None and p.ref_logps is None for p in (train_pairs, eval_pairs)):
+    needs_reference = LOSSES[config.loss].needs_reference
+    if needs_reference and any(p is not None and p.ref_logps is None for p in (train_pairs, eval_pairs)):
         reference = load_reference(config.model, config.dtype, config.gguf_file, accelerator.device)
         if config.precompute_ref:
             _say("computing reference log-probs once, then freeing the reference model")
