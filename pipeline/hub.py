@@ -82,7 +82,7 @@ def _download(repo_id: str, revision: str | None, only: Sequence[str]) -> Path:
     except HfHubHTTPError:  # the Hub answers "not found" for private repos the token cannot read
         raise UserError(
             f"{repo_id} is neither a local folder nor a dataset {where} you can read: check the name, and for a "
-            "private dataset log in with `huggingface-cli login` or set HF_TOKEN"
+            "private dataset log in with `hf auth login` or set HF_TOKEN"
         ) from None
     except LocalEntryNotFoundError:
         raise UserError(f"cannot reach {constants.ENDPOINT} to download {repo_id}, and it is not cached") from None

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 import sys
 import tempfile
@@ -56,7 +57,8 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from poet.pipeline.hub import copy_prepared, prepared_paths
 from poet.transforms import manifest
-from poet.transforms.contract import CARD_FILE, MANIFEST_FILE, PUBLISHED_FILES, REPLACED_WITH_A_SPLIT, SHARD_PATTERN
+from poet.transforms.contract import (CARD_FILE, MANIFEST_FILE, PUBLISHED_FILES, REPLACED_WITH_A_SPLIT, SHARD_PATTERN,
+                                      STATS_FILE)
 from poet.transforms.errors import UserError, describe
 
 RETRIED_STATUSES = frozenset({409, 412, 429, 500, 502, 503, 504})
@@ -129,11 +131,11 @@ def publish(
         raise UserError(f"--repo-id must look like user/name or org/name, got {repo_id!r}")
     token = token or get_token()
     if not token:
-        raise UserError("no Hugging Face token: run `huggingface-cli login` or set HF_TOKEN, then publish again")
+        raise UserError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then publish again")
     api = HfApi(token=token)
     branch = revision or "main"
     with _local_folder(str(folder)) as root:
-        files = _scan(root, str(folder))
+        files = _name_the_repo_in_the_card(root, repo_id, _scan(root, str(folder)))
         _say(f"{len(files)} files to publish from {folder} ({_size(sum(f.size for f in files))})")
         try:
             return _publish(api, files, repo_id, branch, private=private, create_pr=create_pr,
@@ -170,7 +172,6 @@ def _publish_once(api: HfApi, files: list[LocalFile], repo_id: str, branch: str,
          f"{plan.unchanged} unchanged skipped, {len(plan.deletions)} stale to delete")
     commit_oid, commit_url, pr_url = _commit(api, repo_id, branch, plan, message=message,
                                              create_pr=create_pr, max_files=max_files, max_bytes=max_bytes)
-    _say(f"published: {pr_url or commit_url}")
     return PublishResult(repo_id, branch, commit_oid, commit_url, pr_url, len(plan.additions),
                          len(plan.deletions), plan.unchanged, attempt)
 
@@ -286,6 +287,35 @@ def _local_folder(folder: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def _name_the_repo_in_the_card(root: Path, repo_id: str, files: list[LocalFile]) -> list[LocalFile]:
+    """Render the checked folder's card again with ``repo_id`` in its title and snippets (what ``prepare
+    --push-to-hub`` writes), in place, with its manifest entry, so the published card names its repo and the
+    folder stays equal to the Hub's copy. Returns ``files`` with the card's new hashes. A folder whose stats.json
+    poet did not write (no ``schema_version``) keeps its card as it is."""
+    try:
+        document = json.loads((root / STATS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return files
+    shards = sorted(root / f.path_in_repo for f in files if SHARD_PATTERN.fullmatch(f.path_in_repo))
+    if not isinstance(document, dict) or "schema_version" not in document or not shards:
+        return files
+    import pyarrow.parquet as pq
+    from datasets import Features
+
+    from poet.transforms.card import render_card
+
+    card = render_card(document, Features.from_arrow_schema(pq.read_schema(shards[0])), repo_id=repo_id)
+    if (root / CARD_FILE).read_text(encoding="utf-8") == card:
+        return files
+    (root / CARD_FILE).write_text(card, encoding="utf-8")
+    rewritten = _hash(root / CARD_FILE, CARD_FILE)
+    entries = manifest.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))  # read by _scan already
+    entries[CARD_FILE] = manifest.FileEntry(CARD_FILE, rewritten.size, rewritten.sha256)
+    (root / MANIFEST_FILE).write_text(manifest.dumps(entries.values()), encoding="utf-8")
+    _say(f"{CARD_FILE} rewritten to name {repo_id} in its title and snippets")
+    return [rewritten if f.path_in_repo == CARD_FILE else f for f in files]
+
+
 def _scan(root: Path, shown_as: str) -> list[LocalFile]:
     paths = prepared_paths(LocalFileSystem(), str(root))
     if CARD_FILE not in paths or not any(SHARD_PATTERN.fullmatch(p) for p in paths):
@@ -336,7 +366,7 @@ def _explain(err: HfHubHTTPError, repo_id: str, endpoint: str) -> str:
     status = err.response.status_code if err.response is not None else None
     if isinstance(err, RepositoryNotFoundError) or status in (401, 403, 404):
         return (f"the Hub at {endpoint} refused access to dataset {repo_id} (HTTP {status}): check that your token "
-                "(HF_TOKEN or `huggingface-cli login`) has write access to it")
+                "(HF_TOKEN or `hf auth login`) has write access to it")
     detail = _first_line(err.server_message or "") or "no details"
     return (f"publishing to {repo_id} on {endpoint} failed (HTTP {status}: {detail}); run the same command again "
             "to resume: files the Hub already holds are not uploaded twice")

@@ -5,7 +5,7 @@ The folder must be exactly what `poet prepare` wrote: a missing, edited, swapped
 Unchanged files are skipped (publishing the same folder twice makes no commit), a re-run
 after a failure resumes without re-uploading what the Hub already holds, and
 ``dead_letter/`` is never published. The token comes from HF_TOKEN or
-`huggingface-cli login`; HF_ENDPOINT selects another Hub deployment. Progress goes to
+`hf auth login`; HF_ENDPOINT selects another Hub deployment. Progress goes to
 stderr; the commit (or pull request) URL, or "no change", to stdout.
 """
 

@@ -97,3 +97,25 @@ def test_odd_distributions_do_not_crash(pairs, max_length):
 def test_same_statistics_same_bytes():
     document = document_of([pair(c, r) for c in range(1, 80, 3) for r in range(2, 90, 5)])
     assert render_plots(document) == render_plots(json.loads(json.dumps(document)))
+
+
+def test_length_axes_are_clipped_at_the_p99_and_the_rest_counted():
+    from poet.transforms.plots import _clipped_edges, _histogram
+
+    pairs = [pair(c, 10) for c in range(1, 101)] + [pair(5000, 10)]
+    stats = document_of(pairs)["splits"]["train"]
+    edges = _clipped_edges(max(stats["lengths"][q]["p99"] for q in ("chosen", "rejected")))
+    assert 99 <= edges[-1] < 200  # the p99, not the 5,000-token outlier
+    values, overflow = _histogram(stats["histograms"]["chosen"], edges)
+    assert overflow == sum(c for length, c in stats["histograms"]["chosen"] if length >= edges[-1]) >= 1
+    assert values.sum() + overflow == stats["pairs"]
+    assert _clipped_edges(100, max_length=150)[-1] > 150  # a max length just past the p99 stays in view
+    assert _clipped_edges(100, max_length=4096)[-1] < 4096  # one far away does not flatten the histogram
+
+
+def test_the_max_length_mark_is_on_prompt_plus_completion():
+    """The sequence histogram (prompt + longer completion) is what --max-length caps; the plot changes with it."""
+    pairs = [pair(c, 30, prompt=200) for c in range(30, 400, 5)]
+    stats = document_of(pairs)["splits"]["train"]
+    assert stats["histograms"]["sequence"] == [[200 + c, 1] for c in range(30, 400, 5)]
+    assert lengths_png("train", stats, max_length=400) != lengths_png("train", stats, max_length=None)

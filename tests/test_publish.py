@@ -532,3 +532,27 @@ def test_re_preparing_and_re_publishing_the_same_data_makes_no_commit(hub, repo_
     commits = hub.count("commit")
     again = publish(tmp_path / "second", repo_id, token=ALICE)
     assert not again.changed and hub.count("commit") == commits
+
+
+def test_publish_names_the_repo_in_the_card(hub, prepared_sample, repo_id, tmp_path, capsys):
+    """A folder prepared without --push-to-hub has placeholders in its card; publishing fills in the repo id."""
+    folder = Path(shutil.copytree(prepared_sample, tmp_path / "prepared"))
+    assert "PATH_OR_REPO_ID" in (folder / "README.md").read_text()
+    assert publish(folder, repo_id, token=ALICE).changed
+    card = hub.files(repo_id)["README.md"].decode()
+    assert f'load_dataset("{repo_id}")' in card and f"poet train --data {repo_id} " in card
+    assert "PATH_OR_REPO_ID" not in card and card == (folder / "README.md").read_text()
+    err = capsys.readouterr().err
+    assert "README.md rewritten to name" in err and "published:" not in err  # the URL goes to stdout, once
+    assert not publish(folder, repo_id, token=ALICE).changed
+
+
+def test_without_a_token_the_error_names_the_current_login_command(prepared, repo_id, monkeypatch):
+    """huggingface-hub 2.x installs `hf`, not `huggingface-cli`: every hint says `hf auth login`."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("poet.pipeline.publish.get_token", lambda: None)
+    with pytest.raises(UserError, match="run `hf auth login` or set HF_TOKEN"):
+        publish(prepared, repo_id)
+    repo = Path(__file__).resolve().parents[1]
+    texts = [repo / "README.md", *(p for d in ("pipeline", "transforms", "trainer") for p in (repo / d).rglob("*.py"))]
+    assert not [p for p in texts if "huggingface-cli" in p.read_text(encoding="utf-8")]

@@ -332,3 +332,11 @@ def test_joint_bins_cover_every_length(length):
     assert low <= length
     position = JOINT_EDGES.index(low)
     assert position == len(JOINT_EDGES) - 1 or length < JOINT_EDGES[position + 1]
+
+
+def test_sequence_lengths_are_prompt_plus_the_longer_completion(prepared):
+    mode, folder = prepared
+    stats, frame = read_document(folder)["splits"]["train"], read_shards(folder)
+    sequence = frame["prompt_length"] + np.maximum(frame["chosen_length_orig"], frame["rejected_length_orig"])
+    assert_summary(stats["lengths"]["sequence"], pandas_summary(sequence))
+    assert stats["histograms"]["sequence"] == [[int(k), int(v)] for k, v in sequence.value_counts().sort_index().items()]

@@ -396,3 +396,19 @@ def test_resume_refuses_changed_hyperparameters(shards, tiny_model, tmp_path, ca
     args = run_args(shards["poet"], tiny_model, out, "--max-steps", 2, "--beta", 0.2)
     code, err = poet_train(*args, "--resume-from-checkpoint", out / "checkpoint-1", capsys=capsys)
     assert code == 2 and "cannot resume" in err and "changed beta" in err
+
+
+def test_training_curves_show_plain_loss_values():
+    """A loss that barely moves (ln 2 ± 1e-7, where matplotlib's default writes "1e-7+6.9314e-1" above the axis and
+    68.75 on it) is labelled with its values."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from poet.trainer.plots import curves_figure
+
+    records = [{"step": s, "loss": 0.6931471 - 1e-7 * s, "rewards/accuracies": 0.5, "rewards/margins": 1e-4 * s,
+                "learning_rate": 1e-6} for s in range(1, 4)]
+    figure = curves_figure(records, "t")
+    FigureCanvasAgg(figure).draw()
+    loss_axes = figure.axes[0]
+    assert loss_axes.get_title() == "loss" and loss_axes.yaxis.get_major_formatter().get_offset() == ""
+    assert any(label.get_text().startswith("0.693") for label in loss_axes.get_yticklabels())

@@ -179,7 +179,7 @@ def yaml_header(metadata: dict) -> str:
 def _length_rows(stats: dict) -> list[list[str]]:
     columns = ["count", "mean", "std", "min", *[f"p{p}" for p in PERCENTILES], "max"]
     names = {"prompt": "prompt", "chosen": "chosen (before POET)", "rejected": "rejected (before POET)",
-             "poet": "POET length (after)"}
+             "poet": "POET length (after)", "sequence": "prompt + longer completion (before truncation)"}
     return [[names[q], *[_number(stats["lengths"][q][c]) for c in columns]] for q in QUANTITIES]
 
 

@@ -2,8 +2,10 @@
 
 Per split (file names from :func:`transforms.contract.plot_file`):
 
-* ``lengths``: completion lengths of chosen vs rejected before
-  POET (overlaid), and the POET length after it, with the max-length cut marked;
+* ``lengths``: completion lengths of chosen vs rejected before POET (overlaid)
+  and the POET length after it, the prompt length, and prompt + longer completion
+  with the max-length cut marked (the cap applies to that sum); each axis is clipped
+  at the p99 and what lies beyond is counted;
 * ``chosen_vs_rejected``: the joint histogram of chosen vs
   rejected length before POET with the diagonal (POET keeps the shorter one).
 
@@ -21,9 +23,11 @@ import math
 import numpy as np
 
 from poet.transforms.contract import PLOT_KINDS, RunDescription, plot_file
+from poet.transforms.stats_table import format_pct
 
 DPI = 100
-_COLORS = {"chosen": "#1f77b4", "rejected": "#ff7f0e", "poet": "#2ca02c", "cut": "#d62728"}
+_COLORS = {"chosen": "#1f77b4", "rejected": "#ff7f0e", "poet": "#2ca02c", "prompt": "#9467bd", "sequence": "#8c564b",
+           "cut": "#d62728"}
 _MAX_BINS = 60
 
 
@@ -73,80 +77,83 @@ def _expand(pairs: list) -> tuple[np.ndarray, np.ndarray]:
     return array[:, 0], array[:, 1]
 
 
-def _bin_edges(histograms: dict, max_length: int | None) -> tuple[np.ndarray, int]:
-    """Integer-wide linear bins from 0 to a robust upper end (a long tail is folded into the last bin)."""
-    p99 = max(histograms[q]["p99"] for q in ("chosen", "rejected"))
-    longest = max(histograms[q]["max"] for q in ("chosen", "rejected"))
-    upper = longest if longest <= 4 * p99 else math.ceil(1.5 * p99)
-    if max_length is not None and max_length <= 2 * upper:
-        upper = max(upper, max_length)
+def _clipped_edges(upper: float, max_length: int | None = None) -> np.ndarray:
+    """Integer-wide bins from 0 to ``upper`` (a p99: the axis is clipped there and longer values are counted,
+    not drawn), widened to show ``max_length`` when it lies just beyond."""
+    upper = max(1, math.ceil(upper))
+    if max_length is not None and upper < max_length <= 2 * upper:
+        upper = max_length + max(1, max_length // 20)
     width = max(1, math.ceil((upper + 1) / _MAX_BINS))
-    edges = np.arange(0, upper + width + 1, width)
-    return edges, int(edges[-1])
+    return np.arange(0, upper + width + 1, width)
 
 
 def _histogram(pairs: list, edges: np.ndarray) -> tuple[np.ndarray, int]:
+    """Counts per bin of the lengths below the last edge, and how many lengths lie beyond it (off the axis)."""
     lengths, counts = _expand(pairs)
-    folded = int(counts[lengths >= edges[-1]].sum()) if len(lengths) else 0
-    clipped = np.minimum(lengths, edges[-1] - 1)
-    values, _ = np.histogram(clipped, bins=edges, weights=counts)
-    return values, folded
+    shown = lengths < edges[-1]
+    values, _ = np.histogram(lengths[shown], bins=edges, weights=counts[shown])
+    return values, int(counts[~shown].sum())
 
 
-def _mark_max_length(axes, max_length: int | None, right: int, label: bool) -> None:
-    if max_length is None or max_length > right:
-        return
-    axes.axvline(max_length, color=_COLORS["cut"], linestyle="--", linewidth=1.5,
-                 label=f"max length (prompt+completion) = {max_length:,}" if label else None)
+def _draw(axes, stats: dict, quantity: str, edges: np.ndarray, label: str) -> int:
+    """One quantity's histogram as a filled step line; returns the values off the axis."""
+    values, overflow = _histogram(stats["histograms"][quantity], edges)
+    summary = stats["lengths"][quantity]
+    axes.stairs(values, edges, fill=True, alpha=0.35, color=_COLORS[quantity])
+    axes.stairs(values, edges, color=_COLORS[quantity], linewidth=1.5,
+                label=f"{label} (median {summary['p50']:,.0f}, mean {summary['mean']:,.1f} tokens)")
+    return overflow
+
+
+def _finish(axes, edges: np.ndarray, xlabel: str, overflow: int, what: str) -> None:
+    axes.set_xlim(0, int(edges[-1]))
+    axes.set_ylabel("pairs")
+    axes.set_xlabel(xlabel)
+    axes.grid(axis="y", alpha=0.3)
+    if overflow:
+        axes.plot([], [], " ", label=f"+ {overflow:,} {what} longer than {int(edges[-1]):,} (past the p99), not shown")
+    axes.legend(loc="upper right", fontsize=8)
 
 
 def lengths_png(split: str, stats: dict, *, max_length: int | None, poet: bool = True) -> bytes:
-    """Chosen vs rejected completion length before POET, and the POET length after it."""
-    figure = _figure(8.5, 6.5)
+    """Four histograms of one split: completion lengths before POET and the POET length after it (left,
+    one axis clipped at the completions' p99), the prompt length, and prompt + longer completion, which is
+    what ``--max-length`` caps (right, with the mark)."""
+    figure = _figure(13, 8)
     if not stats["pairs"]:
         return _no_pairs(figure, split, stats)
-    lengths, histograms = stats["lengths"], stats["histograms"]
-    edges, right = _bin_edges(lengths, max_length)
-    before, after = figure.subplots(2, 1, sharex=True)
-    folded_any = 0
-    for quantity in ("chosen", "rejected"):
-        values, folded = _histogram(histograms[quantity], edges)
-        folded_any += folded
-        summary = lengths[quantity]
-        before.stairs(values, edges, fill=True, alpha=0.35, color=_COLORS[quantity])
-        before.stairs(values, edges, color=_COLORS[quantity], linewidth=1.5,
-                      label=f"{quantity} (median {summary['p50']:,.0f}, mean {summary['mean']:,.1f} tokens)")
-    _mark_max_length(before, max_length, right, label=True)
-    n = stats["pairs"]
-    before.set_title(f"split '{split}': completion length before POET ({n:,} pairs)")
-    values, _ = _histogram(histograms["poet"], edges)
-    summary = lengths["poet"]
-    after.stairs(values, edges, fill=True, alpha=0.35, color=_COLORS["poet"])
-    after.stairs(values, edges, color=_COLORS["poet"], linewidth=1.5,
-                 label=f"POET length = min(chosen, rejected) (median {summary['p50']:,.0f}, "
-                       f"mean {summary['mean']:,.1f} tokens)")
-    _mark_max_length(after, max_length, right, label=True)
-    removed = stats["completion_tokens"]
-    if poet:
-        after.set_title(f"after POET: both completions cut to this length "
-                        f"({_pct(removed['removed_pct'])} of completion tokens removed)")
-    else:
-        after.set_title("POET length (not applied: --no-poet; apply it at train time)")
-    for axes in (before, after):
-        axes.set_ylabel("pairs")
-        axes.set_xlim(0, right)
-        axes.grid(axis="y", alpha=0.3)
-        axes.legend(loc="upper right", fontsize=9)
-    after.set_xlabel("completion length (tokens, EOS included)")
-    if folded_any:
-        after.annotate(f"the last bin also counts {folded_any:,} completions longer than {right:,} tokens",
-                       xy=(1, 0), xycoords="axes fraction", xytext=(0, -32), textcoords="offset points",
-                       ha="right", va="top", fontsize=8, color="0.35")
+    lengths = stats["lengths"]
+    (before, prompt), (after, sequence) = figure.subplots(2, 2, width_ratios=(3, 2))
+    figure.suptitle(f"split '{split}': token lengths of {stats['pairs']:,} pairs")
+    edges = _clipped_edges(max(lengths[q]["p99"] for q in ("chosen", "rejected")))
+    overflow = sum(_draw(before, stats, q, edges, q) for q in ("chosen", "rejected"))
+    before.set_title("completion length before POET")
+    _finish(before, edges, "completion length (tokens, EOS included)", overflow, "completions")
+    overflow = _draw(after, stats, "poet", edges, "POET length = min(chosen, rejected)")
+    removed = stats.get("poet_removed_tokens") or {}
+    after.set_title(f"after POET: both cut to this length ({format_pct(removed.get('pct'))} of completion "
+                    "tokens removed)" if poet else
+                    f"POET length: not applied (--no-poet); applying it would remove "
+                    f"{format_pct(removed.get('pct'))} of completion tokens")
+    _finish(after, edges, "completion length (tokens, EOS included)", overflow, "pairs")
+
+    edges = _clipped_edges(lengths["prompt"]["p99"])
+    overflow = _draw(prompt, stats, "prompt", edges, "prompt")
+    prompt.set_title("prompt length")
+    _finish(prompt, edges, "prompt length (tokens)", overflow, "prompts")
+
+    edges = _clipped_edges(lengths["sequence"]["p99"], max_length)
+    overflow = _draw(sequence, stats, "sequence", edges, "prompt + longer completion")
+    sequence.set_title("prompt + longer completion, before truncation")
+    if max_length is not None:
+        cut = sum(count for length, count in stats["histograms"]["sequence"] if length > max_length)
+        label = f"max length = {max_length:,}: {cut:,} pairs cut at the end ({format_pct(100 * cut / stats['pairs'])})"
+        if max_length <= edges[-1]:
+            sequence.axvline(max_length, color=_COLORS["cut"], linestyle="--", linewidth=1.5, label=label)
+        else:
+            sequence.plot([], [], " ", label=label + ", off the axis")
+    _finish(sequence, edges, "prompt + longer completion (tokens)", overflow, "pairs")
     return _png(figure)
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.1f}%"
 
 
 def _display_factor(used_bins: int, pairs: int) -> int:
@@ -199,10 +206,6 @@ def chosen_vs_rejected_png(split: str, stats: dict, *, max_length: int | None) -
     axes.set_yscale("log")
     axes.plot([grid[0], grid[-1]], [grid[0], grid[-1]], color="black", linewidth=1,
               label="chosen = rejected: POET cuts both to the shorter one")
-    if max_length is not None and grid[0] < max_length < grid[-1]:
-        axes.axvline(max_length, color=_COLORS["cut"], linestyle="--", linewidth=1.2,
-                     label=f"max length (prompt+completion) = {max_length:,} tokens")
-        axes.axhline(max_length, color=_COLORS["cut"], linestyle="--", linewidth=1.2)
     axes.set_xlim(grid[0], grid[-1])
     axes.set_ylim(grid[0], grid[-1])
     axes.set_aspect("equal")
@@ -214,11 +217,13 @@ def chosen_vs_rejected_png(split: str, stats: dict, *, max_length: int | None) -
     axes.grid(which="major", alpha=0.2)
     axes.set_xlabel("chosen completion length before POET (tokens, log scale)")
     axes.set_ylabel("rejected completion length before POET (tokens, log scale)")
-    axes.set_title(f"split '{split}': chosen vs rejected length ({stats['pairs']:,} pairs)")
+    axes.set_title(f"split '{split}': chosen vs rejected length ({stats['pairs']:,} pairs)"
+                   + ("" if max_length is None else f"\nbefore the max-length cap ({max_length:,} tokens, prompt "
+                                                     "+ completion: see the lengths plot)"))
     box = {"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.6"}
-    axes.text(0.03, 0.97, f"rejected longer: {_pct(stats['rejected_longer']['pct'])} of pairs",
+    axes.text(0.03, 0.97, f"rejected longer: {format_pct(stats['rejected_longer']['pct'])} of pairs",
               transform=axes.transAxes, ha="left", va="top", fontsize=10, bbox=box, zorder=5)
-    axes.text(0.97, 0.03, f"chosen longer: {_pct(stats['chosen_longer']['pct'])} of pairs",
+    axes.text(0.97, 0.03, f"chosen longer: {format_pct(stats['chosen_longer']['pct'])} of pairs",
               transform=axes.transAxes, ha="right", va="bottom", fontsize=10, bbox=box, zorder=5)
     figure.legend(loc="outside lower center", fontsize=9, ncols=1, frameon=False)
     return _png(figure)

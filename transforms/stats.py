@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 STATS_SCHEMA_VERSION = 1
-QUANTITIES = ("prompt", "chosen", "rejected", "poet")
+QUANTITIES = ("prompt", "chosen", "rejected", "poet", "sequence")
 PERCENTILES = (10, 50, 90, 99)
 
 JOINT_EDGES: tuple[int, ...] = tuple(sorted({0} | {round(2 ** (k / 8)) for k in range(8 * 24 + 1)}))
@@ -45,6 +45,11 @@ class PairLengths:
     rejected_kept: int
     chosen_lost_eos: bool
     rejected_lost_eos: bool
+
+    @property
+    def sequence(self) -> int:
+        """Prompt + longer completion before truncation: what ``--max-length`` caps."""
+        return self.prompt + max(self.chosen, self.rejected)
 
 
 @dataclass

@@ -12,8 +12,8 @@ Schema (version 1)::
 
     SPLIT_STATS = {
       "pairs", "dead_lettered", "read",        # read == pairs + dead_lettered
-      "lengths": {prompt|chosen|rejected|poet: {count, mean, std, min, p10, p50, p90, p99, max}},
-      "histograms": {prompt|chosen|rejected|poet: [[length, count], ...]},
+      "lengths": {prompt|chosen|rejected|poet|sequence: {count, mean, std, min, p10, p50, p90, p99, max}},
+      "histograms": {prompt|chosen|rejected|poet|sequence: [[length, count], ...]},
       "chosen_rejected": {"edges": [0, 1, 2, ...], "counts": [[chosen_bin, rejected_bin, count], ...]},
       "chosen_longer" | "rejected_longer" | "equal_length" | "poet_cut" | "poet_would_cut"
         | "poet_removed_tokens": {"count", "pct"},
@@ -24,7 +24,8 @@ Schema (version 1)::
 
 Lengths are in tokens. ``chosen``/``rejected`` are completion lengths before any
 truncation (EOS included), ``poet`` is ``min`` of the two after the max-length
-cap. ``histograms`` are exact (length -> number of pairs, zero counts left out).
+cap, ``sequence`` is prompt + the longer completion before truncation (what the
+max-length cap applies to). ``histograms`` are exact (length -> number of pairs, zero counts left out).
 ``chosen_rejected`` is the joint histogram of the (chosen, rejected) lengths
 before any truncation on a fixed grid: ``edges`` are the bins' lower bounds (bin
 ``i`` holds lengths ``edges[i] <= x < edges[i+1]``, the last one is open) and
