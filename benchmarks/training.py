@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks.data import TOKENIZER, WORK
+from benchmarks.usage import rss_mb
 from poet.transforms import contract
 
 TOKEN_IDS = PROMPT, CHOSEN, REJECTED = tuple(column.name for column in contract.TOKEN_COLUMNS)
@@ -67,7 +68,6 @@ def train_poet(args: dict) -> dict:
 
     import torch  # noqa: F401 - imports are not timed
 
-    from benchmarks.workloads import _rss_mb
     from poet.trainer.cli import add_arguments, config_from_args
     from poet.trainer.train import train
 
@@ -83,7 +83,7 @@ def train_poet(args: dict) -> dict:
     start = time.perf_counter()
     train(config)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "pairs": len(rows), "tokens": _tokens(rows), **_rss_mb()}
+    return {"seconds": seconds, "pairs": len(rows), "tokens": _tokens(rows), **rss_mb()}
 
 
 def train_trl(args: dict) -> dict:
@@ -94,7 +94,6 @@ def train_trl(args: dict) -> dict:
     from trl import DPOConfig
     from trl.trainer.dpo_trainer import DPOTrainer
 
-    from benchmarks.workloads import _rss_mb
 
     disable_progress_bars()
     torch.manual_seed(0)
@@ -119,7 +118,7 @@ def train_trl(args: dict) -> dict:
     trainer.train()
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "pairs": len(rows), "tokens": _tokens(rows), "steps": trainer.state.global_step,
-            **_rss_mb()}
+            **rss_mb()}
 
 
 def compare(options, sample, measure) -> dict:

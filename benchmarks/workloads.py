@@ -9,21 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 
-
-def _cpu() -> float:
-    """CPU seconds of this process so far, all threads (the tokenizer's included)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _rss_mb() -> dict:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"maxrss_self_mb": round(own, 1), "maxrss_children_mb": round(children, 1)}
+from benchmarks.usage import cpu_seconds, rss_mb
 
 
 def prepare(args: dict) -> dict:
@@ -42,9 +31,9 @@ def prepare(args: dict) -> dict:
            *args.get("extra", [])]
     namespace, beam_args = parser.parse_known_args(cli)
     config = config_from_args(namespace)
-    start, cpu = time.perf_counter(), _cpu()
+    start, cpu = time.perf_counter(), cpu_seconds()
     document = run(config, beam_args)
-    seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     overall = document["overall"]
     splits = document["splits"]
     return {
@@ -54,7 +43,7 @@ def prepare(args: dict) -> dict:
         "read": sum(s["read"] for s in splits.values()),
         "training_tokens": overall["training_tokens"],
         "shards": {split: [s["file"] for s in shards] for split, shards in document["shards"].items()},
-        **_rss_mb(),
+        **rss_mb(),
     }
 
 
@@ -80,7 +69,7 @@ def ceiling(args: dict) -> dict:
     results = {}
     backend = tokenizer.backend_tokenizer
     for name in args.get("calls", ["transformers", "backend", "batched"]):
-        start, cpu = time.perf_counter(), _cpu()
+        start, cpu = time.perf_counter(), cpu_seconds()
         if name == "transformers":  # what a user writes
             ids = tokenizer(texts, add_special_tokens=special)["input_ids"]
             tokens = sum(map(len, ids))
@@ -92,12 +81,12 @@ def ceiling(args: dict) -> dict:
             for i in range(0, len(texts), 4096):
                 encodings = backend.encode_batch_fast(texts[i:i + 4096], add_special_tokens=special)
                 tokens += sum(len(e.ids) for e in encodings)
-        results[name] = {"seconds": time.perf_counter() - start, "cpu_seconds": _cpu() - cpu, "tokens": tokens}
+        results[name] = {"seconds": time.perf_counter() - start, "cpu_seconds": cpu_seconds() - cpu, "tokens": tokens}
         ids = encodings = None  # free one call's output before the next call
     best = min(results, key=lambda name: results[name]["seconds"])
     one_call = min(("transformers", "backend"), key=lambda name: results.get(name, {}).get("seconds", float("inf")))
     return {"pairs": len(pairs), "calls": results, "best": best, "seconds": results[best]["seconds"],
-            "one_call": one_call, "tokens": results[best]["tokens"], **_rss_mb()}
+            "one_call": one_call, "tokens": results[best]["tokens"], **rss_mb()}
 
 
 def trl_prepare(args: dict) -> dict:
@@ -118,12 +107,12 @@ def trl_prepare(args: dict) -> dict:
     dataset = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
     config = DPOConfig(output_dir=args["output"], max_length=None, bf16=False, use_cpu=True, report_to=[])
     stub = types.SimpleNamespace(_tokenizer=tokenizer)
-    start, cpu = time.perf_counter(), _cpu()
+    start, cpu = time.perf_counter(), cpu_seconds()
     prepared = DPOTrainer._prepare_dataset(stub, dataset, tokenizer, config, "train")
-    seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in
                  zip(*(prepared[column.name] for column in contract.TOKEN_COLUMNS)))
-    return {"seconds": seconds, "cpu_seconds": cpu, "pairs": len(pairs), "tokens": tokens, **_rss_mb()}
+    return {"seconds": seconds, "cpu_seconds": cpu, "pairs": len(pairs), "tokens": tokens, **rss_mb()}
 
 
 WORKLOADS = {"prepare": prepare, "ceiling": ceiling, "trl_prepare": trl_prepare}

@@ -8,18 +8,19 @@ together, so ``poet --help`` stays fast (heavy imports happen inside ``run``).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
+from poet.pipeline import prepare_command, publish_command, stats_command
+from poet.trainer import cli as train_command
 from poet.transforms.errors import UserError, did_you_mean
 
-# sub-command -> (module, one-line help)
+# sub-command -> (module, one-line help); the modules import nothing heavy until their ``run``
 SUBCOMMANDS = {
-    "prepare": ("poet.pipeline.prepare_command", "tokenize, POET-truncate and shard preference pairs (Apache Beam)"),
-    "stats": ("poet.pipeline.stats_command", "print the length statistics of a prepared folder or Hub dataset"),
-    "publish": ("poet.pipeline.publish_command", "publish a prepared folder to the Hugging Face Hub in one atomic commit"),
-    "train": ("poet.trainer.cli", "train a causal LM with DPO, SimPO or AlphaPO on prepared shards"),
+    "prepare": (prepare_command, "tokenize, POET-truncate and shard preference pairs (Apache Beam)"),
+    "stats": (stats_command, "print the length statistics of a prepared folder or Hub dataset"),
+    "publish": (publish_command, "publish a prepared folder to the Hugging Face Hub in one atomic commit"),
+    "train": (train_command, "train a causal LM with DPO, SimPO or AlphaPO on prepared shards"),
 }
 
 
@@ -51,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="POET preference-data pipeline: prepare, inspect, publish and train.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
+    for name, (module, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(
             name,
             help=help_text,

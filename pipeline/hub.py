@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import fnmatch
-import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -24,8 +23,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from poet.transforms.contract import PUBLISHED_FILES
 from poet.transforms.errors import UserError
-
-_REPO_ID = re.compile(r"(?:hf://datasets/)?(?P<repo_id>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/]+))?")
+from poet.transforms.hub_ids import parse_dataset
 
 
 def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: Sequence[str] = PUBLISHED_FILES) -> Path:
@@ -37,10 +35,11 @@ def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: S
         return Path(path_or_repo_id).expanduser()
     if "://" in path_or_repo_id and not path_or_repo_id.startswith("hf://"):
         return _copy_to_temporary(path_or_repo_id, only)
-    match = _REPO_ID.fullmatch(path_or_repo_id)
-    if match is None:
+    parsed = parse_dataset(path_or_repo_id)
+    if parsed is None:
         raise UserError(f"{path_or_repo_id} is neither a local folder nor a Hub dataset id like user/name")
-    return _download(match["repo_id"], revision or match["revision"], only)
+    repo_id, repo_revision = parsed
+    return _download(repo_id, revision or repo_revision, only)
 
 
 def prepared_paths(fs: fsspec.AbstractFileSystem, root: str, only: Sequence[str] = PUBLISHED_FILES) -> list[str]:

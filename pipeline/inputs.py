@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from poet.pipeline.hub_input import HubGlob, HubSource, is_hub_path, list_files, resolve_revision
 from poet.pipeline.options import PrepareConfig
 from poet.pipeline.read import open_input
-from poet.transforms.errors import UserError, describe, unreadable_file
+from poet.transforms.errors import UserError, describe, first_line, unreadable_file
 from poet.transforms.formats import normalize
 from poet.transforms.readers import SUFFIXES, is_supported, iter_rows
 from poet.transforms.reasons import RowRejected
@@ -37,7 +37,7 @@ def _match(pattern: str) -> list[str]:
     try:
         result = FileSystems.match([pattern])[0]
     except Exception as err:  # Beam raises BeamIOError with per-pattern causes
-        raise UserError(f"cannot list --input {pattern!r}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"cannot list --input {pattern!r}: {first_line(err)}") from None
     return sorted(m.path for m in result.metadata_list)
 
 

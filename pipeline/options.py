@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from poet.transforms.errors import UserError
 from poet.transforms.formats import FORMATS
+from poet.transforms.hub_ids import is_repo_id
 from poet.transforms.hub_licenses import check_license
 
 DEFAULT_MAX_LENGTH = 2048
@@ -122,6 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     if args.max_length < 0:
         raise UserError("--max-length must be 0 (no limit) or positive")
+    if args.push_to_hub and not is_repo_id(args.push_to_hub):
+        raise UserError(f"--push-to-hub must look like user/name or org/name, got {args.push_to_hub!r}")
     if args.push_to_hub and not args.license:
         raise UserError("--push-to-hub needs --license ID (e.g. mit, apache-2.0): the Hub card must declare one")
     return PrepareConfig(

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_worth_showing)
-    for noisy in ("apache_beam", "transformers", "httpx", "urllib3"):
+    for noisy in ("apache_beam", "transformers", "httpx", "httpx2", "urllib3"):  # httpx2: huggingface-hub 2.x
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # "PyTorch was not found": not needed here
     check_beam_args(args.beam_args, sorted(args._parser._option_string_actions))

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import re
 import sys
 import tempfile
 import time
@@ -59,10 +58,10 @@ from poet.pipeline.hub import copy_prepared, prepared_paths
 from poet.transforms import manifest
 from poet.transforms.contract import (CARD_FILE, MANIFEST_FILE, PUBLISHED_FILES, REPLACED_WITH_A_SPLIT, SHARD_PATTERN,
                                       STATS_FILE)
-from poet.transforms.errors import UserError, describe
+from poet.transforms.errors import UserError, describe, first_line
+from poet.transforms.hub_ids import is_repo_id
 
 RETRIED_STATUSES = frozenset({409, 412, 429, 500, 502, 503, 504})
-REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ def publish(
 
     ``private`` applies when the repo is created; ``create_pr`` opens a pull request
     instead of committing to the branch."""
-    if not REPO_ID.fullmatch(repo_id):
+    if not is_repo_id(repo_id):
         raise UserError(f"--repo-id must look like user/name or org/name, got {repo_id!r}")
     token = token or get_token()
     if not token:
@@ -367,7 +366,7 @@ def _explain(err: HfHubHTTPError, repo_id: str, endpoint: str) -> str:
     if isinstance(err, RepositoryNotFoundError) or status in (401, 403, 404):
         return (f"the Hub at {endpoint} refused access to dataset {repo_id} (HTTP {status}): check that your token "
                 "(HF_TOKEN or `hf auth login`) has write access to it")
-    detail = _first_line(err.server_message or "") or "no details"
+    detail = first_line(err.server_message or "") or "no details"
     return (f"publishing to {repo_id} on {endpoint} failed (HTTP {status}: {detail}); run the same command again "
             "to resume: files the Hub already holds are not uploaded twice")
 
@@ -380,13 +379,9 @@ def _describe(err: BaseException | None) -> str:
         if isinstance(err, HfHubHTTPError) and err.response is not None:
             parts.append(f"HTTP {err.response.status_code}")
             break
-        parts.append(_first_line(err).rstrip(".") or type(err).__name__)
+        parts.append(first_line(err).rstrip(".") or type(err).__name__)
         err = err.__cause__
     return ": ".join(parts)
-
-
-def _first_line(value: object) -> str:
-    return str(value).strip().splitlines()[0] if str(value).strip() else ""
 
 
 def _redact(text: str, token: str) -> str:

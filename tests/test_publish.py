@@ -494,15 +494,19 @@ def test_publishing_needs_a_license(hub, prepared, repo_id):
     assert not any(route == "commit" for route, *_ in hub.requests)
 
 
-def test_prepare_push_to_hub_publishes_a_card_that_names_the_repo(hub, repo_id, tmp_path, monkeypatch):
+def test_prepare_push_to_hub_publishes_a_card_that_names_the_repo(hub, repo_id, tmp_path, monkeypatch, caplog):
+    import logging
+
     from conftest import MINIMIND, SHAREGPT_SAMPLE, prepare
 
+    caplog.set_level(logging.INFO)
     monkeypatch.setenv("HF_TOKEN", ALICE)
     assert prepare(tmp_path / "out", "--input", str(SHAREGPT_SAMPLE), "--tokenizer", str(MINIMIND),
                    "--license", "apache-2.0", "--push-to-hub", repo_id) == 0
     card = hub.files(repo_id)["README.md"].decode()
     assert f'load_dataset("{repo_id}")' in card
     assert card == (tmp_path / "out" / "README.md").read_text()
+    assert not [r for r in caplog.records if r.name.startswith("httpx")]  # no line per HTTP request
 
 
 def test_a_failed_push_to_hub_names_the_command_that_finishes_the_job(hub, tmp_path, monkeypatch, capfd):

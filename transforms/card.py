@@ -22,6 +22,7 @@ import yaml
 
 from poet.transforms import contract
 from poet.transforms.contract import RunDescription
+from poet.transforms.hub_ids import dataset_of_file, is_repo_id
 from poet.transforms.plots import plot_paths
 from poet.transforms.stats import PERCENTILES, QUANTITIES
 from poet.transforms.stats_table import format_number, format_pct
@@ -34,8 +35,6 @@ TOKEN_ID_COLUMNS = [column.name for column in contract.TOKEN_COLUMNS]
 
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
-_HUB_DATASET = re.compile(r"hf://datasets/(?P<repo>[\w.-]+/[\w.-]+?)(?:@[^/]+)?/")
-_HUB_ID = re.compile(r"[\w][\w.-]*/[\w.-]*[\w]")
 _SIZE_CATEGORIES = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
                     (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
                     (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
@@ -96,8 +95,7 @@ def source_datasets(run: RunDescription) -> list[str]:
     out = []
     for source in run.sources:
         file = str(source.file)
-        match = _HUB_DATASET.match(file)
-        name = match["repo"] if match else file
+        name = dataset_of_file(file) or file
         if name and name not in out:
             out.append(name)
     return out
@@ -303,7 +301,7 @@ def snippet_splits(sizes: dict[str, int]) -> tuple[str | None, str | None]:
 def _model_hint(tokenizer_name) -> str:
     """The tokenizer's name when it looks like a Hub model id (``org/name``), else a placeholder."""
     name = str(tokenizer_name or "")
-    return name if _HUB_ID.fullmatch(name) and not name.startswith(".") else "MODEL"
+    return name if is_repo_id(name) else "MODEL"
 
 
 def _environment():

@@ -34,7 +34,7 @@ class InputFileError(UserError):
         start = text.find(cls.MARKER)
         if start < 0:
             return None
-        return UserError(text[start + len(cls.MARKER):].splitlines()[0].rstrip("'\")"))
+        return UserError(first_line(text[start + len(cls.MARKER):]).rstrip("'\")"))
 
 
 def unreadable_file(path: str, problem: str) -> str:
@@ -43,8 +43,7 @@ def unreadable_file(path: str, problem: str) -> str:
 
 def describe(err: BaseException) -> str:
     """``Type: first line of the message``, short enough for a dead letter's ``detail``."""
-    text = str(err).strip()
-    first = text.splitlines()[0][:300] if text else ""
+    first = first_line(str(err))[:300]
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
@@ -54,3 +53,12 @@ def did_you_mean(name: str, candidates) -> str | None:
 
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return close[0] if close else None
+
+
+def first_line(value: object) -> str:
+    """The first line of ``str(value)``, for one-line messages; an exception without a message gives its type's
+    name, anything else without text gives ``""``."""
+    text = str(value).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(value).__name__ if isinstance(value, BaseException) else ""

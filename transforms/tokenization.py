@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, first_line
 from poet.transforms.exact_shortcuts import ChatRenderer, plain_messages, rust_backend, split_point, split_safe_tokens
 from poet.transforms.formats import PreferencePair, common_prefix_length
 
@@ -36,9 +36,8 @@ def load_tokenizer(name_or_path: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except Exception as err:  # transformers raises OSError, ValueError, HFValidationError...
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"cannot load tokenizer {name_or_path!r} ({first_line}); pass a local tokenizer folder or a Hub id"
+            f"cannot load tokenizer {name_or_path!r} ({first_line(err)}); pass a local tokenizer folder or a Hub id"
         ) from None
     if tokenizer.eos_token is None:
         raise UserError(f"tokenizer {name_or_path!r} has no EOS token; POET needs one to mark completion ends")
@@ -77,9 +76,6 @@ class PairTokenizer:
         self._backend = rust_backend(tokenizer)
         self._split_tokens = split_safe_tokens(tokenizer) if self._backend is not None else ()
         self._renderer = ChatRenderer.create(tokenizer)
-
-    def has_chat_template(self) -> bool:
-        return bool(self.tokenizer.chat_template)
 
     def _render(self, conversations: list[list[dict]], add_generation_prompt: bool,
                 plain: bool | None = None) -> list[str]:

@@ -1,0 +1,17 @@
+"""What a workload process used: CPU seconds and peak memory, read from ``getrusage``."""
+
+from __future__ import annotations
+
+import resource
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process so far, all threads (the tokenizer's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_mb() -> dict:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"maxrss_self_mb": round(own, 1), "maxrss_children_mb": round(children, 1)}
