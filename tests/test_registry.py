@@ -61,6 +61,16 @@ def test_a_new_entry_is_all_it_takes(monkeypatch):
     assert torch.equal(out[0], losses.simpo_loss(logps[:2], logps[2:], beta=1.0, gamma=0.0)[0])
 
 
+def test_a_length_averaged_loss_with_a_reference_averages_the_reference_too(monkeypatch):
+    monkeypatch.setitem(LOSSES, "mean_dpo", Loss("mean_dpo", "dpo_loss", "mean", needs_reference=True,
+                                                  defaults={"beta": 0.1, "label_smoothing": 0.0}, sources="a test"))
+    logps, counts = torch.tensor([-4.0, -9.0, -6.0, -2.0]), torch.tensor([2.0, 3.0, 3.0, 1.0])
+    ref = torch.tensor([-5.0, -8.0, -6.0, -3.0])
+    out = preference_loss(TrainConfig("d", "m", "o", loss="mean_dpo"), logps, counts, ref)
+    mean, ref_mean = logps / counts, ref / counts
+    assert torch.equal(out[0], losses.dpo_loss(mean[:2], mean[2:], ref_mean[:2], ref_mean[2:])[0])
+
+
 def test_help_says_where_defaults_come_from(capsys):
     from poet.pipeline.cli import main
 

@@ -39,10 +39,15 @@ CURVES_FILE = "training_curves.png"
 def preference_loss(config: TrainConfig, logps: torch.Tensor, counts: torch.Tensor, ref_logps: torch.Tensor | None):
     """Per-pair ``(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps)`` of a ``2B``-row batch,
     from summed completion log-probs and token counts. The returned log-probs are the ones the loss consumes:
-    sums or length averages, as its registry entry says (as TRL logs ``logps/*``)."""
+    sums or length averages, as its registry entry says (as TRL logs ``logps/*``); reference log-probs (sums over
+    the same tokens) are reduced the same way."""
     loss = LOSSES[config.loss]
-    chosen, rejected = (logps if loss.reduction == "sum" else logps / counts).chunk(2)
-    references = ref_logps.to(logps.dtype).chunk(2) if loss.needs_reference else ()
+
+    def reduce(summed: torch.Tensor) -> torch.Tensor:
+        return summed if loss.reduction == "sum" else summed / counts
+
+    chosen, rejected = reduce(logps).chunk(2)
+    references = reduce(ref_logps.to(logps.dtype)).chunk(2) if loss.needs_reference else ()
     return (*loss(chosen, rejected, *references, **config.hyperparameters), chosen, rejected)
 
 
