@@ -356,3 +356,21 @@ def test_snippets_are_correct_for_ultrafeedback_split_names(tmp_path):
     assert 'load_dataset("you/ultrafeedback-poet", split="train_prefs")' in text
     assert "test_prefs" not in text.split("## Train on it")[1].split("--eval-split test_prefs", 1)[1]
     assert "MODEL" not in text and "PATH_OR_REPO_ID" not in text
+
+
+def test_a_prepared_ultrafeedback_layout_gets_correct_snippets(tmp_path):
+    """End to end: splits named like UltraFeedback's; the card's snippets load and train on train_prefs."""
+    from conftest import SHAREGPT_SAMPLE
+
+    out, test_file = tmp_path / "uf", tmp_path / "test.json"
+    shutil.copy(SHAREGPT_SAMPLE, test_file)
+    assert prepare(out, "--input", f"test_prefs={test_file}", "--input", f"train_prefs={SHAREGPT_SAMPLE}",
+                   "--tokenizer", str(MINIMIND), "--license", "mit") == 0
+    text = body_of(read_card(out))
+    assert re.search(r"poet train --data PATH_OR_REPO_ID --split train_prefs --eval-split test_prefs --model MODEL ",
+                     text)
+    assert 'row = dataset["train_prefs"][0]' in text and 'split="train_prefs")' in text
+    snippet = text.split("```python\n", 1)[1].split("```", 1)[0].replace("PATH_OR_REPO_ID", str(out))
+    namespace: dict = {}
+    exec(snippet, namespace)  # the card's load snippet, as a user would paste it
+    assert len(namespace["row"]["prompt_ids"]) > 0
