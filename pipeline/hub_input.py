@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, first_line
 
 SCHEME = "hf://"
 USAGE = "use 'hf://datasets/ORG/NAME[@REVISION]/GLOB' (a dataset repo, the glob quoted)"
@@ -37,7 +37,7 @@ class HubGlob:
         try:
             uri = parse_hf_uri(pattern)
         except HfUriError as err:
-            raise UserError(f"--input {pattern!r}: {str(err).splitlines()[0]}; {USAGE}") from None
+            raise UserError(f"--input {pattern!r}: {first_line(err)}; {USAGE}") from None
         if uri.type != "dataset" or not uri.path_in_repo:
             raise UserError(f"--input {pattern!r} names no files of a dataset repo; {USAGE}")
         return cls(uri.id, uri.revision or "main", uri.path_in_repo)
@@ -78,7 +78,7 @@ def resolve_revision(repo_id: str, requested: str) -> HubSource:
         raise UserError(f"dataset {repo_id} not found on {_endpoint()}: check the name, and for a private "
                         "dataset set HF_TOKEN (or `hf auth login`)") from None
     except Exception as err:  # connection refused, 5xx after retries...
-        raise UserError(f"cannot read dataset {repo_id} on {_endpoint()}: {_first_line(err)}") from None
+        raise UserError(f"cannot read dataset {repo_id} on {_endpoint()}: {first_line(err)}") from None
     return HubSource(repo_id, requested, info.sha)
 
 
@@ -90,7 +90,7 @@ def list_files(source: HubSource, glob: str) -> list[str]:
     try:
         found = HfFileSystem().glob(f"{root}/{glob}", detail=True)
     except Exception as err:
-        raise UserError(f"cannot list {glob!r} in dataset {source.repo_id}: {_first_line(err)}") from None
+        raise UserError(f"cannot list {glob!r} in dataset {source.repo_id}: {first_line(err)}") from None
     return sorted(SCHEME + path for path, info in found.items() if info["type"] == "file")
 
 
@@ -98,7 +98,3 @@ def open_hub_file(path: str) -> BinaryIO:
     from huggingface_hub import HfFileSystem
 
     return HfFileSystem().open(path, "rb")
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -20,7 +20,7 @@ import logging
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, first_line
 
 RUNNERS = {
     "DirectRunner": "this machine (default)",
@@ -93,7 +93,7 @@ def _dask_runner(options: PipelineOptions, files: int):
             with distributed.Client(dask.address, timeout=dask.timeout or 10) as client:
                 workers = len(client.scheduler_info()["workers"])
         except (OSError, TimeoutError) as err:
-            raise UserError(f"cannot reach the Dask scheduler at {dask.address} ({str(err).splitlines()[0]}); "
+            raise UserError(f"cannot reach the Dask scheduler at {dask.address} ({first_line(err)}); "
                             "start one with `dask scheduler`, or leave out --dask_client_address "
                             "for a local cluster") from None
         _log.info("poet: Dask scheduler %s with %d worker(s), %d partition(s)", dask.address, workers,
