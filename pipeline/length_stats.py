@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from poet.transforms.stats import LengthStats, PairLengths
+from poet.transforms.stats import LengthStats
 
 
 class _LengthStatsFn(beam.CombineFn):
+    """Inputs: the statistics of one batch of kept rows, or a dead letter's reason."""
+
     def create_accumulator(self):
         return LengthStats()
 
     def add_input(self, stats, item):
-        if isinstance(item, PairLengths):
-            stats.add(item)
-        else:
+        if isinstance(item, str):
             stats.add_dead_letter(item)
+        else:
+            stats.merge(item)
         return stats
 
     def merge_accumulators(self, accumulators):
@@ -28,14 +30,26 @@ class _LengthStatsFn(beam.CombineFn):
         return stats
 
 
+def _batch_stats(rows):
+    """A list of kept rows (all of one input file, hence one split) → ``(split, LengthStats)``."""
+    stats = LengthStats()
+    for row in rows:
+        stats.add(row.lengths)
+    return rows[0].origin.split, stats
+
+
 class ComputeLengthStats(beam.PTransform):
-    """``(rows, dead_letters)`` → one ``(split, LengthStats)`` per split that has rows or dead letters."""
+    """``(row lists, dead_letters)`` → one ``(split, LengthStats)`` per split that has rows or dead letters.
+
+    Kept rows are counted list by list: one element per tokenizer batch goes
+    through the runner, not one per row.
+    """
 
     def expand(self, pcolls):
-        rows, dead_letters = pcolls
+        row_lists, dead_letters = pcolls
         return (
             (
-                rows | "RowLengths" >> beam.Map(lambda r: (r.origin.split, r.lengths)),
+                row_lists | "BatchStats" >> beam.Map(_batch_stats),
                 dead_letters | "DeadReasons" >> beam.Map(lambda d: (d.origin.split, d.reason)),
             )
             | "Merge" >> beam.Flatten()

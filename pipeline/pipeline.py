@@ -26,7 +26,7 @@ from poet.pipeline.options import PrepareConfig
 from poet.pipeline.output import check_output, commit, discard, staging_folder, write_manifest
 from poet.pipeline.prepare_pairs import PreparePairs
 from poet.pipeline.read import ReadPreferenceFiles
-from poet.pipeline.runners import choose_runner, release, run_in_process
+from poet.pipeline.runners import choose_runner, on_this_machine, release, run_in_process
 from poet.pipeline.tokenizer_source import TokenizerSource
 from poet.pipeline.write_shards import WriteShards
 from poet.transforms.contract import STATS_FILE, RunDescription, RunOptions, Source, SourceRepo, TokenizerInfo
@@ -70,8 +70,7 @@ class PrepareDataset(beam.PTransform):
             self.folder, config.splits, features.arrow_schema, config.num_shards, config.max_shard_bytes
         )
         dead_letter_files = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(self.folder)
-        rows = row_lists | "Rows" >> beam.FlatMap(lambda row_list: row_list)
-        stats = (rows, dead_letters) | "LengthStats" >> ComputeLengthStats()
+        stats = (row_lists, dead_letters) | "LengthStats" >> ComputeLengthStats()
         return (stats, shards, dead_letter_files) | "WriteMetadata" >> WriteDatasetMetadata(
             self.folder, config.splits, self.run, features, repo_id=config.push_to_hub
         )
@@ -135,7 +134,7 @@ def run(config: PrepareConfig, beam_args: list[str]) -> dict:
     plan = plan_inputs(config)
     options = PipelineOptions(beam_args)
     runner = choose_runner(options, len(plan.files))
-    source = TokenizerSource.resolve(config.tokenizer)
+    source = TokenizerSource.resolve(config.tokenizer, carry=not on_this_machine(runner))
     tokenizer = source.load()
     if plan.conversational and not tokenizer.chat_template:
         raise UserError(

@@ -64,12 +64,17 @@ def choose_runner(options: PipelineOptions, files: int):
     return None
 
 
-def run_in_process(runner, options: PipelineOptions) -> bool:
-    """Whether the job runs as one worker inside this process (the default local run)."""
+def on_this_machine(runner) -> bool:
+    """Whether every worker runs on this machine (the direct runner, in this process or in worker processes)."""
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+    return isinstance(runner, FnApiRunner)
+
+
+def run_in_process(runner, options: PipelineOptions) -> bool:
+    """Whether the job runs as one worker inside this process (the default local run)."""
     direct = options.view_as(DirectOptions)
-    return isinstance(runner, FnApiRunner) and direct.direct_running_mode in (None, "in_memory")
+    return on_this_machine(runner) and direct.direct_running_mode in (None, "in_memory")
 
 
 def release(result) -> None:

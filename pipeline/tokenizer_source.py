@@ -1,13 +1,18 @@
 """Get the same tokenizer onto every worker, local laptop or Dataflow VM.
 
-A local tokenizer folder exists only on the launching machine, so its files are
-carried inside the pipeline (they are a few MB); a ``gs://`` folder is copied
-through Beam's FileSystems on each worker; anything else is a Hub id that
-transformers resolves itself.
+A local tokenizer folder exists only on the launching machine, so for a remote
+runner its files are carried inside the pipeline (they are a few MB); a local
+runner's workers read the folder itself (carried files would be pickled and
+compressed into every stage that uses them: a large part of a small run's
+start-up). A ``gs://`` folder is copied through Beam's FileSystems on each
+worker; anything else is a Hub id that transformers resolves itself. Each
+process loads a given tokenizer once: the launcher checks it and, in the
+default in-process run, the worker reuses it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -27,8 +32,9 @@ class TokenizerSource:
     files: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def resolve(cls, name: str) -> "TokenizerSource":
-        if os.path.isdir(name):
+    def resolve(cls, name: str, carry: bool = True) -> "TokenizerSource":
+        """``carry``: take a local folder's files along (for workers on other machines)."""
+        if carry and os.path.isdir(name):
             files = {}
             for entry in sorted(os.listdir(name)):
                 path = os.path.join(name, entry)
@@ -39,6 +45,10 @@ class TokenizerSource:
         return cls(name)
 
     def load(self):
+        """The tokenizer, loaded on the first call in this process for these files (then shared)."""
+        return _load(self.name, tuple(self.files.items()), _folder_state(self.name) if not self.files else ())
+
+    def _load(self):
         if self.files:
             return self._load_from(self.files.items())
         if "://" in self.name:
@@ -62,3 +72,16 @@ class TokenizerSource:
             tokenizer = load_tokenizer(folder)
         tokenizer.name_or_path = self.name
         return tokenizer
+
+
+@functools.lru_cache(maxsize=4)
+def _load(name: str, files: tuple[tuple[str, bytes], ...], state: tuple):
+    return TokenizerSource(name, dict(files))._load()
+
+
+def _folder_state(name: str) -> tuple:
+    """Names, sizes and modification times of a local folder's files: a changed tokenizer is loaded again."""
+    if not os.path.isdir(name):
+        return ()
+    return tuple((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+                 for entry in sorted(os.scandir(name), key=lambda e: e.name) if entry.is_file())

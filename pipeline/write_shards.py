@@ -131,7 +131,8 @@ class _WriteFragment(beam.DoFn):
         rows = sorted(rows, key=lambda r: r.origin.sort_key)
         first = rows[0].origin
         path = f"{self.fragments}/{first.split}/{first.file_index:05d}-{first.line:012d}.arrow"
-        table = pa.Table.from_pylist([r.row for r in rows], schema=self.schema)
+        table = pa.Table.from_pydict({name: [r.row[name] for r in rows] for name in self.schema.names},
+                                     schema=self.schema)  # column by column: faster than from_pylist, same table
         buffer = io.BytesIO()
         with ipc.new_stream(buffer, self.schema) as writer:
             writer.write_table(table)

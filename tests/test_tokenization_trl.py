@@ -47,3 +47,19 @@ def test_common_prefix_length():
     assert common_prefix_length([1, 2, 3], [1, 2, 4]) == 2
     assert common_prefix_length([1, 2], [1, 2, 3]) == 2
     assert common_prefix_length([], [1]) == 0
+
+
+@pytest.mark.parametrize("kind", [list, str])
+def test_common_prefix_length_is_the_first_difference(kind):
+    import random
+
+    def by_definition(a, b):
+        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        a = [rng.randint(0, 2) for _ in range(rng.randint(0, 40))]
+        b = a[:rng.randint(0, len(a))] + [rng.randint(0, 2) for _ in range(rng.randint(0, 6))]
+        if kind is str:
+            a, b = "".join(map(str, a)), "".join(map(str, b))
+        assert common_prefix_length(a, b) == common_prefix_length(b, a) == by_definition(a, b)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from poet.transforms.deferred_import import deferred
 from poet.transforms.errors import UserError, first_line
 from poet.transforms.exact_shortcuts import ChatRenderer, plain_messages, rust_backend, split_point, split_safe_tokens
 from poet.transforms.formats import PreferencePair, common_prefix_length
@@ -30,11 +31,15 @@ class TokenizedPair:
 
 
 def load_tokenizer(name_or_path: str):
-    """Load a fast tokenizer from a local folder or a Hub id, with a one-line error on failure."""
-    from transformers import AutoTokenizer
+    """Load a fast tokenizer from a local folder or a Hub id, with a one-line error on failure.
 
+    transformers would import torch on the way (see :mod:`transforms.deferred_import`); a tokenizer never uses it.
+    """
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        with deferred("torch"):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except Exception as err:  # transformers raises OSError, ValueError, HFValidationError...
         raise UserError(
             f"cannot load tokenizer {name_or_path!r} ({first_line(err)}); pass a local tokenizer folder or a Hub id"
