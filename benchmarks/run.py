@@ -1,21 +1,26 @@
-"""The benchmark suite of issue 5: ``python -m benchmarks.run`` (``make bench``) prints a table and writes RESULTS.md.
+"""The benchmark suite: ``python -m benchmarks.run`` (``make bench``) prints a table and writes RESULTS.md.
 
 Every comparison is measured side by side in this one run, on this machine,
-each contender in its own fresh process (imports are never timed, peak memory
-is that process's), on the bundled HH-RLHF sample replicated with distinct ids
-(see :mod:`benchmarks.data`) and the SmolLM2 tokenizer:
+each contender in its own fresh process (peak memory is that process's), on
+the bundled HH-RLHF sample replicated with distinct ids (see
+:mod:`benchmarks.data`) and the SmolLM2 tokenizer. ``poet prepare`` is timed as
+a whole process, imports included: what a user waits for.
 
-1. ``poet prepare`` end to end vs the tokenizer ceiling (the same texts, already
-   rendered, encoded by one batched fast-tokenizer call; no Beam, no I/O);
-2. ``poet prepare`` vs TRL 1.x ``DPOTrainer._prepare_dataset`` on the same pairs;
-3. scaling 1x, 5x, 20x: time per pair and peak memory;
-4. the local runner default (one in-process worker) vs one worker process per core;
-5. ``poet train`` vs TRL ``DPOTrainer`` on the same tiny model, data and batch size,
+1. the fixed start-up (a 16-row run) against the baseline commit, alternating,
+   and the baseline's shard bytes against this code's;
+2. ``poet prepare`` vs the tokenizer ceiling (the same pairs rendered with the
+   chat template and encoded in batches, in a process with nothing else to do);
+3. ``poet prepare`` vs TRL 1.x ``DPOTrainer._prepare_dataset`` on the same pairs;
+4. scaling 1x, 5x, 20x, 100x: time per pair and peak memory;
+5. the local runner default (one in-process worker) vs one worker process per core;
+6. ``poet train`` vs TRL ``DPOTrainer`` on the same tiny model, data and batch size,
    and the share of training tokens POET removes on the sample.
 
-Options: ``--repeat N`` times each timed run and keeps the fastest (default 2 for
-the ratios); ``--quick`` uses smaller replicas (a smoke test, not results);
-``--skip-training``; ``--output PATH`` (default ``benchmarks/RESULTS.md``).
+Options: ``--repeat N`` runs of each compared contender, the median counts
+(default 2: the faster; the 100x run runs once); ``--startup-repeat N``;
+``--baseline REF``; ``--quick`` uses smaller replicas (a smoke test, not
+results); ``--skip-training``; ``--output PATH`` (default ``benchmarks/RESULTS.md``).
+Worker-process scaling on a many-core machine: :mod:`benchmarks.scaling`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ from benchmarks.data import REPO, TOKENIZER, WORK, replicate, tiny
 from poet.transforms import contract
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
+BASELINE = "288bb64"  # the last commit before the start-up work of issue 13: "the previous commit" of its target
+PACKAGES = ("pipeline", "transforms", "trainer", "dataset_cards")  # installed as poet.<name> (pyproject.toml)
+FACTORS = (1, 5, 20, 100)  # replicas of the sample: 1x .. 100x (about 231k pairs)
+QUICK_FACTORS = (1, 2, 4, 8)
 _VERSIONS = ("poet-data", "apache-beam", "tokenizers", "transformers", "datasets", "pyarrow", "trl", "torch",
              "accelerate")
 
@@ -49,15 +58,21 @@ class Measured(dict):
     """A workload's RESULT plus ``wall_s`` (its whole process) and ``peak_rss_mb`` (process tree, sampled)."""
 
 
-def measure(workload: str, args: dict, label: str) -> Measured:
-    """Run ``benchmarks.workloads`` in a fresh process; sample the RSS of its process tree every 20 ms."""
+def measure(workload: str, args: dict, label: str, pythonpath: Path | None = None) -> Measured:
+    """Run ``benchmarks.workloads`` in a fresh process; sample the RSS of its process tree every 0.1 s.
+
+    ``wall_s`` is the whole process, imports included; a workload that does not
+    time itself (``prepare``) gets it as its ``seconds``. ``pythonpath`` goes first
+    on the path (a baseline's code).
+    """
     import psutil
 
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}  # the tokenizers' default: parallel
     env["HF_HUB_OFFLINE"] = "1"
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join([*([str(pythonpath)] if pythonpath else []), str(REPO),
+                                         env.get("PYTHONPATH", "")])
     stdout_path, stderr_path = logs / f"{label}.out", logs / f"{label}.err"
     start = time.perf_counter()
     with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
@@ -94,20 +109,10 @@ def measure(workload: str, args: dict, label: str) -> Measured:
         raise RuntimeError(f"benchmark {label} failed (exit {code}); see {stderr_path}:\n{tail}")
     result = Measured(json.loads(lines[-1][len("RESULT "):]))
     result["wall_s"] = wall
+    result.setdefault("seconds", wall)
     result["peak_rss_mb"] = max(peak[0] / 2**20, result.get("maxrss_self_mb", 0))
     print(f"  {label}: {result['seconds']:.2f} s, peak {result['peak_rss_mb']:.0f} MB", flush=True)
     return result
-
-
-def best_of(repeat: int, workload: str, args: dict, label: str) -> Measured:
-    runs = [measure(workload, args, f"{label}-{i + 1}" if repeat > 1 else label) for i in range(repeat)]
-    best = min(runs, key=lambda r: r["seconds"])
-    best["all_seconds"] = [r["seconds"] for r in runs]
-    return best
-
-
-def prepare_args(path: Path, output: str, *extra: str) -> dict:
-    return {"input": str(path), "tokenizer": str(TOKENIZER), "output": str(WORK / "out" / output), "extra": list(extra)}
 
 
 def shard_digest(output: str) -> str:
@@ -168,41 +173,94 @@ def _load() -> str:
         return "?"
 
 
+# --------------------------------------------------------------------------- the baseline
+
+
+def baseline_code(ref: str) -> Path:
+    """The ``poet`` modules of commit ``ref``, extracted once into ``_work/baseline-SHA/poet/``.
+
+    Put first on ``PYTHONPATH``, that folder wins over this checkout's editable
+    install (a path entry is searched before the editable finder); the
+    ``prepare`` workload checks where ``poet`` really came from.
+    """
+    sha = subprocess.run(["git", "rev-parse", "--short", f"{ref}^{{commit}}"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    root = WORK / f"baseline-{sha}"
+    if not (root / "poet" / "pipeline" / "cli.py").exists():
+        partial = root.with_name(root.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "--prefix=poet/", sha, *PACKAGES], cwd=REPO,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(partial)], input=archive, check=True)
+        shutil.rmtree(root, ignore_errors=True)
+        partial.rename(root)
+    return root
+
+
 # --------------------------------------------------------------------------- the suite
 
 
+def run_prepare(label: str, path: Path, output: str, *extra: str, code: Path = REPO) -> Measured:
+    """One whole ``poet prepare`` process from the code in ``code`` (this checkout or a baseline)."""
+    args = {"input": str(path), "tokenizer": str(TOKENIZER), "output": str(WORK / "out" / output),
+            "extra": list(extra), "code": str(code if code == REPO else code / "poet")}
+    return measure("prepare", args, label, pythonpath=None if code == REPO else code)
+
+
+def median(runs: list[Measured]) -> Measured:
+    """The run with the median time (the lower middle one for an even count), with every run's time attached."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    middle = ordered[(len(ordered) - 1) // 2]
+    middle["all_seconds"] = [r["seconds"] for r in runs]
+    return middle
+
+
 def run_suite(options) -> dict:
-    factors = (1, 2, 4) if options.quick else (1, 5, 20)
-    small, large = factors[1], factors[2]
+    factors = QUICK_FACTORS if options.quick else FACTORS
+    small, large, largest = factors[1], factors[2], factors[-1]
     print(f"benchmark inputs in {WORK} (replicas {factors} of the sample)", flush=True)
     inputs = {f: replicate(f) for f in factors}
-    results: dict = {"machine": machine(), "factors": factors, "quick": options.quick}
+    baseline = baseline_code(options.baseline)
+    results: dict = {"machine": machine(), "factors": factors, "quick": options.quick, "baseline": options.baseline,
+                     "baseline_code": str(baseline.relative_to(REPO))}
 
-    print("1. scaling, in-process runner (the local default)", flush=True)
-    results["startup"] = best_of(options.repeat, "prepare", prepare_args(tiny(), "startup"), "prepare-startup")
+    print(f"1. start-up: 16 rows, this code vs {options.baseline}, alternating", flush=True)
+    pairs_of_runs = {"candidate": [], "baseline": []}
+    for i in range(options.startup_repeat):  # ABAB: both sides see the same background load
+        pairs_of_runs["baseline"].append(run_prepare(f"startup-baseline-{i + 1}", tiny(), "startup-baseline",
+                                                     code=baseline))
+        pairs_of_runs["candidate"].append(run_prepare(f"startup-{i + 1}", tiny(), "startup"))
+    results["startup"] = {side: median(runs) for side, runs in pairs_of_runs.items()}
+    results["startup"]["identical"] = shard_digest("startup") == shard_digest("startup-baseline")
+
+    print("2. scaling, in-process runner (the local default)", flush=True)
     scaling = {}
     for f in factors:
-        scaling[f] = best_of(options.repeat, "prepare", prepare_args(inputs[f], f"x{f}"), f"prepare-x{f}")
+        repeat = 1 if f == largest else options.repeat
+        scaling[f] = median([run_prepare(f"prepare-x{f}-{i + 1}", inputs[f], f"x{f}") for i in range(repeat)])
     results["scaling"] = scaling
+    same = run_prepare("prepare-x1-baseline", inputs[1], "x1-baseline", code=baseline)
+    results["same_bytes_1x"] = {"identical": shard_digest("x1") == shard_digest("x1-baseline"),
+                                "seconds": same["seconds"]}
 
-    print(f"2. tokenizer ceiling on the {large}x texts", flush=True)
-    results["ceiling"] = best_of(options.repeat, "ceiling",
-                                 {"input": str(inputs[large]), "tokenizer": str(TOKENIZER)}, f"ceiling-x{large}")
+    print(f"3. tokenizer ceiling on the {large}x pairs (render + encode)", flush=True)
+    results["ceiling"] = median([measure("ceiling", {"input": str(inputs[large]), "tokenizer": str(TOKENIZER)},
+                                         f"ceiling-x{large}-{i + 1}") for i in range(options.repeat)])
 
-    print(f"3. TRL DPOTrainer._prepare_dataset on the {small}x pairs", flush=True)
-    results["trl"] = best_of(options.repeat, "trl_prepare",
-                             {"input": str(inputs[small]), "tokenizer": str(TOKENIZER), "output": str(WORK / "trl")},
-                             f"trl-x{small}")
+    print(f"4. TRL DPOTrainer._prepare_dataset on the {small}x pairs", flush=True)
+    results["trl"] = median([measure("trl_prepare", {"input": str(inputs[small]), "tokenizer": str(TOKENIZER),
+                                                     "output": str(WORK / "trl")}, f"trl-x{small}-{i + 1}")
+                             for i in range(options.repeat)])
 
-    cores = os.cpu_count() or 1
-    print(f"4. {cores} worker processes (multi_processing) on the {small}x pairs", flush=True)
-    multi = measure("prepare", prepare_args(inputs[small], f"x{small}-multi", "--direct_num_workers", str(cores),
-                                            "--direct_running_mode", "multi_processing"), f"prepare-x{small}-multi")
+    print(f"5. one worker process per core (multi_processing) on the {small}x pairs", flush=True)
+    multi = run_prepare(f"prepare-x{small}-multi", inputs[small], f"x{small}-multi", "--direct_num_workers", "0",
+                        "--direct_running_mode", "multi_processing")
     multi["identical"] = shard_digest(f"x{small}-multi") == shard_digest(f"x{small}")
     results["multi"] = multi
 
     if not options.skip_training:
-        print("5. training: poet train vs TRL DPOTrainer", flush=True)
+        print("6. training: poet train vs TRL DPOTrainer", flush=True)
         from benchmarks import training
 
         results["training"] = training.compare(options, inputs[1], measure)
@@ -211,6 +269,14 @@ def run_suite(options) -> dict:
 
 
 # --------------------------------------------------------------------------- the report
+
+RUNNER_NOTE = (
+    "Worker processes pay their own start-up each (Python, Beam's SDK harness, imports, the tokenizer) and "
+    "move every chunk of rows between processes as pickles, while one in-process worker already keeps both cores "
+    "busy: the tokenizer encodes each batch on every core (Rust threads) and overlaps with the Python of the next "
+    "batch. So on a laptop the in-process runner stays the default; `benchmarks/scaling.py` measures worker "
+    "processes on a many-core machine."
+)
 
 
 def _fmt(x: float, digits: int = 0) -> str:
@@ -221,23 +287,34 @@ def _ok(passed: bool) -> str:
     return "yes" if passed else "**no**"
 
 
+def _runs(r: dict) -> str:
+    return ", ".join(f"{s:.1f}" for s in r.get("all_seconds", [r["seconds"]]))
+
+
 def report(results: dict) -> str:
     m = results["machine"]
     factors = results["factors"]
-    small, large = factors[1], factors[2]
+    small, large, largest = factors[1], factors[2], factors[-1]
     scaling = results["scaling"]
+    startup, base_startup = results["startup"]["candidate"], results["startup"]["baseline"]
+    fixed = startup["seconds"]
     lines = [
         "# Benchmark results",
         "",
         "Written by `make bench` (`python -m benchmarks.run`); every figure below comes from that one run. "
         "Inputs: the bundled HH-RLHF sample (`samples/hh-rlhf/harmless-base-test.jsonl.gz`, 2,312 rows) replicated "
         "with distinct ids (`benchmarks/data.py`); tokenizer: SmolLM2-135M-Instruct (`samples/tokenizers`). "
-        "Each contender runs in a fresh process; Python imports are not timed for anyone; "
-        f"each timed figure is the best of {results.get('repeat', 1)} runs (the trainers: one run each).",
+        "`poet prepare` is timed as a whole process, the way a user waits for it: Python start-up and imports "
+        "included, each run in a fresh process. The 16-row run is its fixed start-up. Where a figure had several "
+        "runs, the median counts (of two: the faster) and all are listed.",
         "",
     ]
     if results["quick"]:
         lines += ["**Quick mode: small replicas, a smoke test of the suite, not results.**", ""]
+    busy = float(m["load_before"].split()[0]) if m["load_before"] != "?" else 0.0
+    if busy > 0.5 * (m["cores"] or 1):
+        lines += [f"**The machine was shared with other jobs during this run** (load average {m['load_before']} "
+                  "before it): absolute times are noisy; the side-by-side ratios less so.", ""]
     lines += [
         "## Machine",
         "",
@@ -255,83 +332,112 @@ def report(results: dict) -> str:
         "",
     ]
 
-    # 1. ceiling
+    # 1. start-up
+    ratio = fixed / base_startup["seconds"]
+    lines += [
+        f"## 1. Fixed start-up: `poet prepare` on 16 rows, against `{results['baseline']}`",
+        "",
+        f"The baseline is commit `{results['baseline']}`, extracted into `{results['baseline_code']}` and put first "
+        "on `PYTHONPATH` (each run checks where `poet` was imported from); the two alternate (baseline, this code, "
+        "baseline, ...), so both see the same background load.",
+        "",
+        "| code | seconds (median) | runs | peak RSS (MB) | torch imported | shards |",
+        "|---|---:|---|---:|:-:|---|",
+        f"| `{results['baseline']}` (before) | {base_startup['seconds']:.2f} | {_runs(base_startup)} | "
+        f"{_fmt(base_startup['peak_rss_mb'])} | {'yes' if base_startup.get('torch_imported') else 'no'} | |",
+        f"| this code | {fixed:.2f} | {_runs(startup)} | {_fmt(startup['peak_rss_mb'])} | "
+        f"{'yes' if startup.get('torch_imported') else 'no'} | "
+        f"{'byte-identical' if results['startup']['identical'] else '**different**'} |",
+        "",
+        "| check | measured | target | met |",
+        "|---|---:|---:|:-:|",
+        f"| 16-row run, this code / before | {ratio:.2f} | <= 0.60 | {_ok(ratio <= 0.6)} |",
+        f"| shards of the 1x sample, this code vs before | "
+        f"{'identical' if results['same_bytes_1x']['identical'] else 'different'} | identical | "
+        f"{_ok(results['same_bytes_1x']['identical'])} |",
+        "",
+    ]
+
+    # 2. ceiling
     ceiling = results["ceiling"]
     pipe = scaling[large]
     pairs, tokens = ceiling["pairs"], ceiling["tokens"]
-    pipe_tokens = pipe["training_tokens"]["before_poet"]
-    one_call = ceiling["calls"][ceiling["one_call"]]["seconds"]
-    strict = ceiling["seconds"] / pipe["seconds"]
-    literal = one_call / pipe["seconds"]
+    pipe_tokens = (pipe.get("training_tokens") or {}).get("before_poet")
+    whole = ceiling["seconds"] / pipe["seconds"]
+    net = ceiling["seconds"] / max(pipe["seconds"] - fixed, 1e-9)
+    render = ceiling["render"]
     lines += [
-        f"## 1. Pipeline vs the tokenizer ceiling ({large}x: {pairs:,} valid pairs, {tokens:,} tokens)",
+        f"## 2. Pipeline vs the tokenizer ceiling ({large}x: {pairs:,} valid pairs, {tokens:,} tokens)",
         "",
         "Tokens: both training sequences of every pair (prompt+chosen, prompt+rejected), the ids TRL trains on; "
-        f"the pipeline produced {pipe_tokens:,} "
+        f"the pipeline produced {pipe_tokens if pipe_tokens is None else format(pipe_tokens, ',')} "
         f"({'the same count' if pipe_tokens == tokens else 'a different count!'}). "
-        "The tokenizer encodes the texts already rendered, in one process with nothing else to do: one "
-        "`tokenizer(texts)` call and one `backend_tokenizer.encode_batch_fast(texts)` call (the issue's ceiling: "
-        "one batched call), and the latter in calls of 4,096 texts (stricter: one giant call is slowed by its own "
-        "memory). The pipeline's time is `poet prepare` end to end: tokenizer loading, Beam, reading and "
-        "decompressing the input, normalising, rendering the chat template three times per pair (as TRL does), "
-        "tokenizing, POET truncation, shards, statistics, plots and card. CPU seconds count all threads.",
+        "The ceiling is the tokenizer alone, in a process that has already imported everything, loaded the "
+        "tokenizer and parsed the pairs: it renders both sequences of every pair with the chat template "
+        f"(`apply_chat_template` over the whole list: {render['seconds']:.1f} s, counted in every row below, since "
+        "the pipeline must render too), then encodes them in the ways below; the fastest is the ceiling. "
+        "The pipeline's time is the whole `poet prepare` process: imports, tokenizer loading, Beam, reading and "
+        "decompressing the input, normalising, rendering, tokenizing, POET truncation, shards, statistics, plots "
+        "and card. CPU seconds count all threads.",
         "",
         "| contender | seconds | CPU seconds | pairs/s | tokens/s |",
         "|---|---:|---:|---:|---:|",
-        f"| `poet prepare`, end to end | {_fmt(pipe['seconds'], 1)} | {_fmt(pipe.get('cpu_seconds', 0), 1)} | "
+        f"| `poet prepare`, whole process | {_fmt(pipe['seconds'], 1)} | {_fmt(pipe.get('cpu_seconds', 0), 1)} | "
         f"{_fmt(pairs / pipe['seconds'])} | {_fmt(tokens / pipe['seconds'])} |",
     ]
-    names = {"transformers": "tokenizer: one `tokenizer(texts)` call",
-             "backend": "tokenizer: one `encode_batch_fast(texts)` call",
-             "batched": "tokenizer: `encode_batch_fast` in calls of 4,096 texts"}
+    names = {"transformers": "render + one `tokenizer(texts)` call",
+             "backend": "render + one `encode_batch_fast(texts)` call",
+             "batched": "render + `encode_batch_fast` in calls of 4,096 texts"}
     for name, call in ceiling["calls"].items():
-        lines.append(f"| {names.get(name, name)} | {_fmt(call['seconds'], 1)} | "
+        best = " (the ceiling)" if name == ceiling["best"] else ""
+        lines.append(f"| {names.get(name, name)}{best} | {_fmt(call['seconds'], 1)} | "
                      f"{_fmt(call.get('cpu_seconds', 0), 1)} | {_fmt(pairs / call['seconds'])} | "
                      f"{_fmt(tokens / call['seconds'])} |")
     lines += [
         "",
-        "| ratio (pipeline pairs/s and tokens/s over the ceiling's) | measured | target | met |",
+        "| ratio (pipeline throughput over the ceiling's) | measured | target | met |",
         "|---|---:|---:|:-:|",
-        f"| vs one batched call (the faster of the two) | {literal:.2f}x | >= 0.7x | {_ok(literal >= 0.7)} |",
-        f"| vs the fastest way measured (calls of 4,096 texts) | {strict:.2f}x | >= 0.7x | {_ok(strict >= 0.7)} |",
+        f"| whole process, start-up included | {whole:.2f}x | >= 0.8x | {_ok(whole >= 0.8)} |",
+        f"| without the fixed start-up ({fixed:.1f} s, see 1) | {net:.2f}x | (information) | |",
+        f"| CPU seconds, whole process (less sensitive to other jobs) | "
+        f"{ceiling['calls'][ceiling['best']]['cpu_seconds'] / max(pipe.get('cpu_seconds', 0), 1e-9):.2f}x | (information) | |",
         "",
-        f"Pipeline runs: {', '.join(f'{s:.1f}' for s in pipe.get('all_seconds', [pipe['seconds']]))} s; "
-        "ceiling runs (fastest way): "
-        f"{', '.join(f'{s:.1f}' for s in ceiling.get('all_seconds', [ceiling['seconds']]))} s.",
+        f"Pipeline runs: {_runs(pipe)} s; ceiling runs: {_runs(ceiling)} s.",
         "",
     ]
 
-    # 2. TRL
+    # 3. TRL
     trl = results["trl"]
     pipe_small = scaling[small]
-    speedup = trl["seconds"] / pipe_small["seconds"]
+    speedup = trl["wall_s"] / pipe_small["seconds"]
+    inner = trl["seconds"] / pipe_small["seconds"]
     lines += [
-        f"## 2. Pipeline vs TRL `DPOTrainer._prepare_dataset` ({small}x: {trl['pairs']:,} pairs)",
+        f"## 3. Pipeline vs TRL `DPOTrainer._prepare_dataset` ({small}x: {trl['pairs']:,} pairs)",
         "",
-        "TRL gets the pairs already parsed (its `datasets.map` tokenization with the default `dataset_num_proc`); "
-        "the pipeline reads the raw file. Same tokenizer, same ids (checked by the test suite).",
+        "Both as whole processes: the TRL script imports TRL, loads the tokenizer, parses the pairs into a "
+        "`datasets.Dataset` and runs `_prepare_dataset` (its `datasets.map` tokenization with the default "
+        "`dataset_num_proc`); the pipeline reads the raw file and writes the finished folder. Same tokenizer, "
+        "same ids (checked by the test suite).",
         "",
         "| contender | seconds | pairs/s | tokens/s | speed-up | target | met |",
         "|---|---:|---:|---:|---:|---:|:-:|",
-        f"| `poet prepare`, end to end | {_fmt(pipe_small['seconds'], 1)} | "
+        f"| `poet prepare`, whole process | {_fmt(pipe_small['seconds'], 1)} | "
         f"{_fmt(trl['pairs'] / pipe_small['seconds'])} | {_fmt(trl['tokens'] / pipe_small['seconds'])} | "
-        f"{speedup:.2f}x | >= 2x | {_ok(speedup >= 2)} |",
-        f"| TRL `_prepare_dataset` | {_fmt(trl['seconds'], 1)} | {_fmt(trl['pairs'] / trl['seconds'])} | "
-        f"{_fmt(trl['tokens'] / trl['seconds'])} | 1.00x | | |",
+        f"{speedup:.2f}x | >= 3x | {_ok(speedup >= 3)} |",
+        f"| TRL, whole process | {_fmt(trl['wall_s'], 1)} | {_fmt(trl['pairs'] / trl['wall_s'])} | "
+        f"{_fmt(trl['tokens'] / trl['wall_s'])} | 1.00x | | |",
         "",
-        f"The pipeline's time includes its fixed start-up ({results['startup']['seconds']:.1f} s, see 3); without it "
-        f"the speed-up is {trl['seconds'] / max(pipe_small['seconds'] - results['startup']['seconds'], 1e-9):.1f}x. "
-        f"TRL runs: {', '.join(f'{s:.1f}' for s in trl.get('all_seconds', [trl['seconds']]))} s.",
+        f"`_prepare_dataset` alone took {trl['seconds']:.1f} s of TRL's process (runs: {_runs(trl)} s): against "
+        f"that alone, the whole `poet prepare` process is {inner:.2f}x faster.",
         "",
     ]
 
-    # 3. scaling
-    startup = results["startup"]["seconds"]
+    # 4. scaling
     lines += [
-        "## 3. Scaling (in-process runner, the local default)",
+        "## 4. Scaling (in-process runner, the local default)",
         "",
-        f"Net time subtracts the fixed start-up cost, measured by a run on 16 rows: {startup:.1f} s "
-        "(tokenizer loading, Beam start-up, plots and card). Peak RSS is the pipeline process's.",
+        f"Net time subtracts the fixed start-up (the 16-row run, {fixed:.2f} s). Peak RSS is the process's. "
+        f"The {largest}x run ran once.",
         "",
         "| size | rows read | seconds | ms per pair | net ms per pair | peak RSS (MB) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -340,48 +446,45 @@ def report(results: dict) -> str:
     for f in factors:
         r = scaling[f]
         per_pair[f] = 1000 * r["seconds"] / r["read"]
-        net_per_pair[f] = 1000 * (r["seconds"] - startup) / r["read"]
+        net_per_pair[f] = 1000 * (r["seconds"] - fixed) / r["read"]
         lines.append(f"| {f}x | {r['read']:,} | {_fmt(r['seconds'], 1)} | {per_pair[f]:.3f} | "
                      f"{net_per_pair[f]:.3f} | {_fmt(r['peak_rss_mb'])} |")
-    time_ratio = net_per_pair[large] / net_per_pair[small]
-    raw_ratio = per_pair[large] / per_pair[small]
-    rss_ratio = scaling[large]["peak_rss_mb"] / scaling[small]["peak_rss_mb"]
-    lines += [
-        "",
-        "| check, {0}x to {1}x | measured | target | met |".format(small, large),
-        "|---|---:|---:|:-:|",
-        f"| net time per pair, {large}x / {small}x | {time_ratio:.2f} | 0.85 to 1.15 | "
-        f"{_ok(0.85 <= time_ratio <= 1.15)} |",
-        f"| time per pair incl. start-up, {large}x / {small}x | {raw_ratio:.2f} | (information) | |",
-        f"| peak RSS, {large}x / {small}x | {rss_ratio:.2f} | <= 1.3 | {_ok(rss_ratio <= 1.3)} |",
-        "",
-    ]
+    lines += ["", f"| check, {small}x to larger | measured | target | met |", "|---|---:|---:|:-:|"]
+    for f in factors[2:]:
+        time_ratio = net_per_pair[f] / net_per_pair[small]
+        rss_ratio = scaling[f]["peak_rss_mb"] / scaling[small]["peak_rss_mb"]
+        lines += [
+            f"| net time per pair, {f}x / {small}x | {time_ratio:.2f} | 0.85 to 1.15 | "
+            f"{_ok(0.85 <= time_ratio <= 1.15)} |",
+            f"| peak RSS, {f}x / {small}x | {rss_ratio:.2f} | <= 1.3 | {_ok(rss_ratio <= 1.3)} |",
+        ]
+    lines.append("")
 
-    # 4. runner
+    # 5. runner
     multi = results["multi"]
     lines += [
-        f"## 4. Local runner: one in-process worker vs one worker process per core ({small}x)",
+        f"## 5. Local runner: one in-process worker vs one worker process per core ({small}x)",
         "",
         "| runner | seconds | peak RSS, all processes (MB) | shards byte-identical |",
         "|---|---:|---:|:-:|",
         f"| in-process FnApiRunner (default) | {_fmt(pipe_small['seconds'], 1)} | {_fmt(pipe_small['peak_rss_mb'])} | |",
-        f"| `--direct_num_workers {m['cores']} --direct_running_mode multi_processing` | {_fmt(multi['seconds'], 1)} | "
-        f"{_fmt(multi['peak_rss_mb'])} | {_ok(multi['identical'])} |",
+        f"| `--direct_num_workers 0 --direct_running_mode multi_processing` ({m['cores']} processes) | "
+        f"{_fmt(multi['seconds'], 1)} | {_fmt(multi['peak_rss_mb'])} | {_ok(multi['identical'])} |",
+        "",
+        RUNNER_NOTE,
         "",
     ]
 
-    # 5. training
+    # 6. training
     training = results.get("training")
     if training:
         from benchmarks import training as training_module
 
         lines += training_module.report(training)
-    lines += [
-        f"## POET's saving on the sample",
-        "",
-    ]
     saved = scaling[1]["training_tokens"]
     lines += [
+        "## POET's saving on the sample",
+        "",
         f"On the 1x sample, POET removes {saved['removed']:,} of {saved['before_poet']:,} training tokens "
         f"(prompt + completion, both sequences of each pair): **{saved['removed_pct']:.1f}%** "
         f"(`training_tokens.removed_pct` in {contract.STATS_FILE}).",
@@ -392,7 +495,9 @@ def report(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each compared contender; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each compared contender; the median counts")
+    parser.add_argument("--startup-repeat", type=int, default=3, help="16-row runs of each side, alternating")
+    parser.add_argument("--baseline", default=BASELINE, help="git commit the start-up and the bytes are compared with")
     parser.add_argument("--quick", action="store_true", help="small replicas: a smoke test of the suite")
     parser.add_argument("--skip-training", action="store_true", help="leave out the trainer comparison")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results (markdown)")

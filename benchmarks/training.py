@@ -141,7 +141,7 @@ def report(results: dict) -> list[str]:
     speed = (poet["tokens"] / poet["seconds"]) / (trl["tokens"] / trl["seconds"])
     memory = poet["peak_rss_mb"] / trl["peak_rss_mb"]
     lines = [
-        f"## 5. Trainer vs TRL `DPOTrainer` (CPU, tiny Llama {MODEL['hidden_size']}x{MODEL['num_hidden_layers']} "
+        f"## 6. Trainer vs TRL `DPOTrainer` (CPU, tiny Llama {MODEL['hidden_size']}x{MODEL['num_hidden_layers']} "
         f"layers with the SmolLM2 vocabulary)",
         "",
         f"{poet['pairs']} pairs of the prepared 1x sample (POET-truncated, at most {MAX_LENGTH} tokens), batch size "

@@ -55,14 +55,14 @@ class ReadPreferenceFiles(beam.PTransform):
     """Read ``(split, file_index, path)`` specs into chunks (:class:`RowBatch`) of ``(RowOrigin, SourceRow)`` pairs.
 
     One file is read by one worker (line numbers must be exact for the dead
-    letters and the shard order); with ``spread`` the chunks are then spread
-    over the workers. Rows travel in chunks of ``chunk_rows`` (a few
+    letters and the shard order); with ``spread`` the files, then the chunks,
+    are spread over the workers. Rows travel in chunks of ``chunk_rows`` (a few
     tokenizer batches), so the runner's per-element cost (encoding,
     shuffling) is paid once per chunk, not once per row.
 
     ``spread=False`` is for a single in-process worker, where spreading only
-    costs: without it, reading, preparing and writing fuse into one streaming
-    stage and no runner buffer ever holds the dataset.
+    costs (a stage and its start-up): without it, reading, preparing and
+    writing fuse into one streaming stage and no runner buffer ever holds the dataset.
     """
 
     def __init__(self, files: list[tuple[str, int, str]], chunk_rows: int = 256, spread: bool = True):
@@ -72,10 +72,12 @@ class ReadPreferenceFiles(beam.PTransform):
         self.spread = spread
 
     def expand(self, pbegin):
-        chunks = (
-            pbegin
-            | "ListFiles" >> beam.Create(self.files)
+        files = pbegin | "ListFiles" >> beam.Create(self.files)
+        if not self.spread:
+            return files | "ReadRows" >> beam.ParDo(_ReadFile(self.chunk_rows))
+        return (
+            files
             | "SpreadFiles" >> Spread(lambda spec: spec[1])
             | "ReadRows" >> beam.ParDo(_ReadFile(self.chunk_rows))
+            | "SpreadChunks" >> Spread(lambda chunk: chunk[0][0].sort_key)
         )
-        return chunks | "SpreadChunks" >> Spread(lambda chunk: chunk[0][0].sort_key) if self.spread else chunks
