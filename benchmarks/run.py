@@ -204,7 +204,8 @@ def baseline_code(ref: str) -> Path:
 def run_prepare(label: str, path: Path, output: str, *extra: str, code: Path = REPO) -> Measured:
     """One whole ``poet prepare`` process from the code in ``code`` (this checkout or a baseline)."""
     args = {"input": str(path), "tokenizer": str(TOKENIZER), "output": str(WORK / "out" / output),
-            "extra": list(extra), "code": str(code if code == REPO else code / "poet")}
+            "extra": list(extra), "code": str(code if code == REPO else code / "poet"),
+            "stats_file": contract.STATS_FILE}
     return measure("prepare", args, label, pythonpath=None if code == REPO else code)
 
 

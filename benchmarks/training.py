@@ -126,8 +126,8 @@ def compare(options, sample, measure) -> dict:
     model = tiny_model()
     data = WORK / "train-data"
     if not (data / contract.STATS_FILE).exists():
-        measure("prepare", {"input": str(sample), "tokenizer": str(TOKENIZER), "output": str(data), "extra": []},
-                "train-data")
+        measure("prepare", {"input": str(sample), "tokenizer": str(TOKENIZER), "output": str(data), "extra": [],
+                            "stats_file": contract.STATS_FILE}, "train-data")
     runs = {}
     for name in ("train_poet", "train_trl"):  # one run each: minutes apiece on a laptop CPU
         runs[name] = measure(name, {"data": str(data), "model": str(model), "output": str(WORK / name)}, name)

@@ -23,6 +23,8 @@ def prepare(args: dict) -> dict:
     ``args["code"]`` is the folder the ``poet`` modules must come from (this
     checkout, or a baseline's copy put first on ``PYTHONPATH``): checked after the
     run, so a benchmark can never compare a checkout with itself by mistake.
+    ``args["stats_file"]`` names the statistics file (the launcher's contract:
+    a baseline may predate ``poet.transforms.contract``).
     """
     from pathlib import Path
 
@@ -41,7 +43,7 @@ def prepare(args: dict) -> dict:
     imported_from = Path(sys.modules["poet.pipeline.cli"].__file__).resolve()
     if args.get("code") and not imported_from.is_relative_to(Path(args["code"]).resolve()):
         raise SystemExit(f"poet was imported from {imported_from}, not from {args['code']}")
-    document = json.loads((Path(args["output"]) / "stats.json").read_text(encoding="utf-8"))
+    document = json.loads((Path(args["output"]) / args["stats_file"]).read_text(encoding="utf-8"))
     splits = document["splits"]
     return {
         "pairs": sum(s["pairs"] for s in splits.values()),

@@ -15,6 +15,7 @@ import pyarrow
 import pytest
 
 from conftest import GPT2, HH_SAMPLE, SMOLLM2
+from poet.transforms.contract import DATA_DIR, STATS_FILE
 
 HEAVY = ("apache_beam", "transformers", "torch", "datasets", "matplotlib")
 
@@ -44,7 +45,7 @@ def test_prepare_imports_no_torch_and_help_and_stats_import_neither_beam_nor_tra
     out = tmp_path / "out"
     prepared = imported_by(tmp_path, "prepare", "--input", str(rows), "--tokenizer", str(SMOLLM2),
                            "--output", str(out))
-    assert prepared["code"] == 0 and (out / "stats.json").exists()
+    assert prepared["code"] == 0 and (out / STATS_FILE).exists()
     assert prepared["apache_beam"] and prepared["transformers"]  # the check itself sees imports
     assert not prepared["torch"]
     for argv in (["--help"], ["prepare", "--help"], ["stats", str(out)]):
@@ -95,5 +96,5 @@ BEFORE = {"25.0.1": {"train-00000-of-00001.parquet":
 
 @pytest.mark.skipif(pyarrow.__version__ not in BEFORE, reason="reference bytes recorded with another pyarrow")
 def test_shards_are_byte_identical_to_before(prepared_sample):
-    written = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (prepared_sample / "data").iterdir()}
+    written = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (prepared_sample / DATA_DIR).iterdir()}
     assert written == BEFORE[pyarrow.__version__]
