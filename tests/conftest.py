@@ -24,6 +24,28 @@ PHI3 = ASSETS / "tokenizers" / "phi-3-mini"
 GPT2 = ASSETS / "tokenizers" / "gpt2"
 
 
+CONTEXT = 256  # the tiny model's context window
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A folder with a seeded random tiny Llama and the MiniMind tokenizer, loadable by ``from_pretrained``."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(MINIMIND)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=CONTEXT, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def prepare(output: Path, *args: str) -> int:
     """Run ``poet prepare`` in-process with the given arguments."""
     from poet.pipeline.cli import main

@@ -24,8 +24,6 @@ from poet.trainer.data import BatchPlan, Pairs, Ragged, collate
 from poet.trainer.logps import completion_logps
 
 REPO = Path(__file__).resolve().parent.parent
-MINIMIND = REPO / "tests" / "assets" / "tokenizers" / "minimind-chatml"
-CONTEXT = 256
 TRL_METRICS = (
     "loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
     "logps/rejected", "learning_rate", "tokens_per_second",
@@ -33,24 +31,6 @@ TRL_METRICS = (
 
 
 # -- fixtures -------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A folder with a seeded random tiny Llama and the MiniMind tokenizer, loadable by ``from_pretrained``."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(MINIMIND)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=CONTEXT, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def random_pairs(n: int, seed: int, poet: bool, prompt_len=(4, 20), completion_len=(2, 30), vocab=6400) -> pa.Table:
     """Pairs with the columns `poet prepare` writes; with ``poet`` the completions are cut to the shorter one."""
     rng = np.random.default_rng(seed)
@@ -267,6 +247,49 @@ def test_precomputed_reference_matches_frozen_reference(shards, tiny_model, tmp_
     assert poet_train(*run_args(shards["poet"], tiny_model, tmp_path / "frozen", *common))[0] == 0
     assert poet_train(*run_args(shards["poet"], tiny_model, tmp_path / "pre", *common, "--precompute-ref"))[0] == 0
     assert_same_metrics(metrics(tmp_path / "frozen"), metrics(tmp_path / "pre"), tol=1e-9)
+
+
+def test_precompute_ref_scores_only_the_pairs_the_run_uses_with_progress(shards, tiny_model, tmp_path, capsys):
+    common = ["--dtype", "float64", "--max-steps", 2, "--eval-split", "test"]
+    assert poet_train(*run_args(shards["poet"], tiny_model, tmp_path / "frozen", *common))[0] == 0
+    code, err = poet_train(*run_args(shards["poet"], tiny_model, tmp_path / "pre", *common, "--precompute-ref"),
+                           capsys=capsys)  # fmt: skip
+    assert code == 0
+    assert "reference log-probs of the 8 training pairs this run uses" in err  # 2 steps × 4 pairs, not all 64
+    assert "reference log-probs (train)" in err and "reference log-probs (test)" in err  # progress bars
+    assert "evaluating" in err
+    assert_same_metrics(metrics(tmp_path / "frozen"), metrics(tmp_path / "pre"), tol=1e-9)
+
+
+def test_pairs_used_are_those_of_the_remaining_steps_across_epochs():
+    plan = BatchPlan(np.arange(50), batch_size=4, accumulation=1, world_size=1, seed=0, group_by_length=False)
+    assert plan.steps_per_epoch == 12
+    assert plan.pairs_used(0, 3).tolist() == sorted(plan.epoch(0)[:3].ravel())
+    assert set(plan.pairs_used(10, 14)) == set(plan.epoch(0)[10:].ravel()) | set(plan.epoch(1)[:2].ravel())
+    assert len(plan.pairs_used(0, 40)) == 50  # several epochs: every pair, each once
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_dropout_is_off_so_the_first_dpo_loss_is_ln2(shards, tiny_model, tmp_path, architecture):
+    """Policy = reference at step 1: with dropout on (0.1 everywhere) the policy's log-probs would be noisy and the
+    first loss not ln 2. GPT-2 keeps dropout in nn.Dropout modules, Llama its attention dropout as a float."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    if architecture == "gpt2":
+        config = GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=4, n_positions=256,
+                            resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1)  # fmt: skip
+        model_class = GPT2LMHeadModel
+    else:
+        config = LlamaConfig.from_pretrained(tiny_model, attention_dropout=0.1)
+        model_class = LlamaForCausalLM
+    torch.manual_seed(0)
+    path = tmp_path / architecture
+    model_class(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    args = run_args(shards["poet"], path, tmp_path / "out", "--dtype", "float64", "--max-steps", 1, "--batch-size", 8)
+    assert poet_train(*args)[0] == 0
+    assert math.isclose(metrics(tmp_path / "out")[0]["loss"], math.log(2), abs_tol=1e-12)
 
 
 def test_reference_columns_in_the_shards_are_used_without_loading_a_reference(tiny_model, tmp_path, monkeypatch):

@@ -39,6 +39,12 @@ class Ragged:
         values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
         return cls(values, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]))
 
+    @classmethod
+    def from_lists(cls, rows) -> Ragged:
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        values = np.concatenate([np.asarray(r, dtype=np.int32) for r in rows]) if len(rows) else np.zeros(0, np.int32)
+        return cls(values, np.concatenate([[0], np.cumsum(lengths)]))
+
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
@@ -47,10 +53,7 @@ class Ragged:
         return self.values[self.offsets[i] : self.offsets[i + 1]]
 
     def take(self, indices: np.ndarray) -> Ragged:
-        rows = [self[i] for i in indices]
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        values = np.concatenate(rows) if rows else np.zeros(0, np.int32)
-        return Ragged(values, np.concatenate([[0], np.cumsum(lengths)]))
+        return Ragged.from_lists([self[i] for i in indices])
 
 
 @dataclass(frozen=True)
@@ -164,11 +167,23 @@ class BatchPlan:
             order = steps[rng.permutation(self.steps_per_epoch)].ravel()
         return order[:usable].reshape(self.steps_per_epoch, self.accumulation, self.world_size, self.batch_size)
 
+    def pairs_used(self, first_step: int, last_step: int) -> np.ndarray:
+        """Sorted indices of the pairs that steps ``[first_step, last_step)`` train on (across epochs)."""
+        used, step = [], first_step
+        while step < last_step:
+            epoch, position = divmod(step, self.steps_per_epoch)
+            end = min(self.steps_per_epoch, position + last_step - step)
+            used.append(self.epoch(epoch)[position:end].ravel())
+            step += end - position
+        return np.unique(np.concatenate(used)) if used else np.zeros(0, np.int64)
 
-def sharded_batches(lengths: np.ndarray, batch_size: int, rank: int, world_size: int) -> list[np.ndarray]:
-    """Every pair exactly once across ranks (evaluation, reference log-probs): sorted by length, so batches
-    carry little padding, dealt to the ranks in turn, and cut into batches of ``batch_size``."""
-    shard = np.argsort(lengths, kind="stable")[rank::world_size]
+
+def sharded_batches(lengths: np.ndarray, batch_size: int, rank: int, world_size: int,
+                    among: np.ndarray | None = None) -> list[np.ndarray]:
+    """Every pair (or every pair of ``among``) exactly once across ranks (evaluation, reference log-probs):
+    sorted by length, so batches carry little padding, dealt to the ranks in turn, cut into ``batch_size``."""
+    among = np.arange(len(lengths)) if among is None else among
+    shard = among[np.argsort(lengths[among], kind="stable")][rank::world_size]
     return [shard[i : i + batch_size] for i in range(0, len(shard), batch_size)]
 
 

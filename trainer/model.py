@@ -32,6 +32,20 @@ def load_reference(name_or_path: str, dtype: str, gguf_file: str | None, device:
     return model.requires_grad_(False)
 
 
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Switch dropout off for training, as TRL's ``DPOConfig(disable_dropout=True)`` does (``nn.Dropout.p = 0``).
+
+    With dropout on, the policy's log-probs are noisy and differ from the reference's even at step 0 (the first
+    DPO loss is not ln 2). Attention dropout that models keep as a float (Llama's ``attention_dropout``, passed to
+    the attention kernel while training) is zeroed too, which TRL's helper misses.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+
+
 def load_tokenizer(name_or_path: str, gguf_file: str | None = None) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(name_or_path, gguf_file=gguf_file)

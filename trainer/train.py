@@ -26,8 +26,9 @@ from poet.trainer.checkpoint import load_checkpoint, read_state, save_checkpoint
 from poet.trainer.config import TrainConfig
 from poet.trainer.data import REF_COLUMNS, BatchPlan, Pairs, collate, load_pairs, sharded_batches
 from poet.trainer.logps import Batch, completion_logps
+from poet.trainer.reference import iter_reference_logps
 from poet.trainer.metrics import PAIR_METRICS, MetricSums, MetricsLog
-from poet.trainer.model import check_fits, load_model, load_reference, load_tokenizer, pad_token_id
+from poet.trainer.model import check_fits, disable_dropout, load_model, load_reference, load_tokenizer, pad_token_id
 from poet.trainer.plots import plot_curves
 from poet.trainer.registry import LOSSES
 from poet.transforms.errors import UserError
@@ -109,6 +110,20 @@ class PreferenceTrainer:
             sums.add_batch(*outputs, batch.attention_mask)
         return sums.reduced(self.accelerator)
 
+    def precompute_reference(self) -> None:
+        """Score the pairs the remaining steps train on (and the eval split) once, then free the reference."""
+        used = self.plan.pairs_used(self.step, self.total_steps)
+        _say(f"computing reference log-probs of the {len(used)} training pairs this run uses, then freeing the "
+             "reference model")  # fmt: skip
+        args = (self.reference, self.config, self.accelerator, self.pad_id)
+        if self.train_pairs.ref_logps is None:
+            self.train_pairs = _with_reference_logps(self.train_pairs, used, *args, what=self.config.split)
+        if self.eval_pairs is not None and self.eval_pairs.ref_logps is None:
+            every = np.arange(len(self.eval_pairs))
+            self.eval_pairs = _with_reference_logps(self.eval_pairs, every, *args, what=self.config.eval_split)
+        self.reference = None
+        gc.collect()
+
     # -- evaluation -----------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
         """Loss and reward metrics over the whole eval split, sharded over ranks, as ``eval_*``."""
@@ -119,8 +134,9 @@ class PreferenceTrainer:
             self.eval_pairs.sequence_lengths(), self.config.eval_batch_size,
             self.accelerator.process_index, self.accelerator.num_processes,
         )  # fmt: skip
+        bar = tqdm(batches, desc="evaluating", unit="batch", leave=False, disable=not self.accelerator.is_main_process)
         with torch.no_grad():
-            for indices in batches:
+            for indices in bar:
                 batch = collate(self.eval_pairs, indices, self.config.poet, self.pad_id).to(self.accelerator.device)
                 sums.add_batch(*self._forward(model, batch), batch.attention_mask)
         model.train()
@@ -304,21 +320,23 @@ def _resume_state(config: TrainConfig, accelerator: Accelerator) -> dict | None:
     return state
 
 
-def _with_reference_logps(pairs: Pairs, reference, config: TrainConfig, accelerator: Accelerator, pad_id: int) -> Pairs:
-    """``pairs`` with summed reference log-probs, computed once (sharded over ranks, then gathered)."""
-    if pairs.ref_logps is not None:
-        return pairs
-    batches = sharded_batches(
-        pairs.sequence_lengths(), config.eval_batch_size, accelerator.process_index, accelerator.num_processes
-    )
-    results = []
-    with torch.no_grad(), accelerator.autocast():
-        for indices in batches:
-            logps, _ = completion_logps(reference, collate(pairs, indices, config.poet, pad_id).to(accelerator.device))
-            results.append((indices, logps.double().cpu().numpy()))
-    chosen, rejected = np.zeros(len(pairs)), np.zeros(len(pairs))
-    for indices, logps in gather_object(results):
-        chosen[indices], rejected[indices] = np.split(logps, 2)
+def _with_reference_logps(pairs: Pairs, among: np.ndarray, reference, config: TrainConfig, accelerator: Accelerator,
+                          pad_id: int, what: str) -> Pairs:
+    """``pairs`` with the summed reference log-probs of the pairs ``among`` (the others stay NaN: never read),
+    computed once, sharded over ranks and gathered, with a progress bar."""
+    batches = sharded_batches(pairs.sequence_lengths(), config.eval_batch_size, accelerator.process_index,
+                              accelerator.num_processes, among)  # fmt: skip
+    bar = tqdm(total=len(among), desc=f"reference log-probs ({what})", unit="pair",
+               disable=not accelerator.is_main_process)  # fmt: skip
+    with accelerator.autocast():
+        # every rank advances the bar by its own share: rank 0 counts for all (ranks get equal shares ±1)
+        share = accelerator.num_processes
+        results = list(iter_reference_logps(reference, pairs, batches, poet=config.poet, pad_id=pad_id,
+                                            device=accelerator.device, progress=lambda n: bar.update(n * share)))
+    bar.close()
+    chosen, rejected = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
+    for indices, chosen_sums, rejected_sums in gather_object(results):
+        chosen[indices], rejected[indices] = chosen_sums, rejected_sums
     return pairs.with_ref_logps(chosen, rejected)
 
 
@@ -341,6 +359,7 @@ def train(config: TrainConfig) -> dict[str, float]:
             check_fits(pairs, split, model)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    disable_dropout(model)
     model.train()
 
     # DPO's reference: log-probs from the shards, else a frozen copy of the initial model, or its log-probs.
@@ -348,19 +367,15 @@ def train(config: TrainConfig) -> dict[str, float]:
     needs_reference = LOSSES[config.loss].needs_reference
     if needs_reference and any(p is not None and p.ref_logps is None for p in (train_pairs, eval_pairs)):
         reference = load_reference(config.model, config.dtype, config.gguf_file, accelerator.device)
-        if config.precompute_ref:
-            _say("computing reference log-probs once, then freeing the reference model")
-            pad_id = pad_token_id(tokenizer)
-            train_pairs = _with_reference_logps(train_pairs, reference, config, accelerator, pad_id)
-            if eval_pairs is not None:
-                eval_pairs = _with_reference_logps(eval_pairs, reference, config, accelerator, pad_id)
-            reference = None
-            gc.collect()
+    elif config.loss == "dpo":
+        _say(f"dpo: reference log-probs from the {'/'.join(REF_COLUMNS)} columns; no reference model loaded")
 
     trainer = PreferenceTrainer(config, accelerator, model, tokenizer, reference, train_pairs, eval_pairs)
     if resume_state:
         trainer.resume(config.resume_from_checkpoint, resume_state)
         _say(f"resuming from {config.resume_from_checkpoint} at step {trainer.step}")
+    if reference is not None and config.precompute_ref:
+        trainer.precompute_reference()
     _say(
         f"{config.loss}: {len(train_pairs)} pairs, {trainer.plan.steps_per_epoch} steps per epoch of "
         f"{trainer.plan.global_batch} pairs, {trainer.total_steps} steps on {accelerator.num_processes} process(es)"

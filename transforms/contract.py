@@ -58,7 +58,7 @@ def plot_file(split: str, kind: str) -> str:
 
 # --- columns ----------------------------------------------------------------------------------------------------
 
-STRING, INT32, INT32_LIST, FLOAT64, TEXT = "string", "int32", "list<int32>", "float64", "text"
+STRING, INT32, INT32_LIST, FLOAT32, TEXT = "string", "int32", "list<int32>", "float32", "text"
 """Column types: Arrow names; ``text`` is a string, or a list of ``{role, content}`` messages for conversational
 data (the TRL forms)."""
 
@@ -66,7 +66,7 @@ data (the TRL forms)."""
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str  # one of STRING, INT32, INT32_LIST, FLOAT64, TEXT
+    type: str  # one of STRING, INT32, INT32_LIST, FLOAT32, TEXT
     description: str  # one line of Markdown, for the card
     trainer_needs: bool = False  # `poet train` refuses a split without it
 
@@ -82,9 +82,12 @@ POET_LENGTH = Column("poet_length", INT32, "`min` of the two completion lengths 
 PROMPT = Column("prompt", TEXT, "prompt text as read, untruncated")
 CHOSEN = Column("chosen", TEXT, "chosen completion as read, untruncated")
 REJECTED = Column("rejected", TEXT, "rejected completion as read, untruncated")
-REF_CHOSEN_LOGPS = Column("ref_chosen_logps", FLOAT64, "summed log-prob of the chosen completion under the reference model")
-REF_REJECTED_LOGPS = Column("ref_rejected_logps", FLOAT64,
-                            "summed log-prob of the rejected completion under the reference model")
+REF_CHOSEN_LOGPS = Column("ref_chosen_logps", FLOAT32,
+                          "sum of the reference model's log-probs of the `chosen_ids` tokens given `prompt_ids`")
+REF_REJECTED_LOGPS = Column("ref_rejected_logps", FLOAT32,
+                            "sum of the reference model's log-probs of the `rejected_ids` tokens given `prompt_ids`")
+"""DPO's reference term (``--ref-model``): summed over exactly the stored completion tokens, so training needs
+no second model."""
 
 TOKEN_COLUMNS = (PROMPT_IDS, CHOSEN_IDS, REJECTED_IDS)
 LENGTH_COLUMNS = (PROMPT_LENGTH, CHOSEN_LENGTH_ORIG, REJECTED_LENGTH_ORIG, POET_LENGTH)
@@ -107,7 +110,7 @@ def features(columns, *, conversational: bool):
 
     messages = List({"role": Value("string"), "content": Value("string")})
     types = {STRING: Value("string"), INT32: Value("int32"), INT32_LIST: List(Value("int32")),
-             FLOAT64: Value("float64"), TEXT: messages if conversational else Value("string")}
+             FLOAT32: Value("float32"), TEXT: messages if conversational else Value("string")}
     return Features({column.name: types[column.type] for column in columns})
 
 

@@ -12,8 +12,10 @@ from poet.transforms.formats import PreferencePair
 from poet.transforms.truncation import TruncatedPair
 
 
-def preference_features(*, conversational: bool, include_text: bool):
-    return c.features(c.prepared_columns(include_text), conversational=conversational)
+def preference_features(*, conversational: bool, include_text: bool, reference: bool = False):
+    """The shards' features; ``reference``: with the reference log-prob columns (``--ref-model``) at the end."""
+    columns = (*c.prepared_columns(include_text), *(c.REF_COLUMNS if reference else ()))
+    return c.features(columns, conversational=conversational)
 
 
 def to_row(pair: PreferencePair, truncated: TruncatedPair, *, include_text: bool) -> dict:
@@ -34,7 +36,7 @@ def to_row(pair: PreferencePair, truncated: TruncatedPair, *, include_text: bool
 
 def estimate_nbytes(row: dict) -> int:
     """Approximate Arrow size of one row, to pick a shard count from ``--max-shard-size``."""
-    size = 32 + 4 * len(c.LENGTH_COLUMNS)
+    size = 32 + 4 * len(c.LENGTH_COLUMNS) + 4 * sum(column.name in row for column in c.REF_COLUMNS)
     for column in c.TOKEN_COLUMNS:
         size += 4 * len(row[column.name]) + 4
     for column in c.TEXT_COLUMNS:
