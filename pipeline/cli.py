@@ -11,13 +11,14 @@ import argparse
 import os
 import sys
 
-from poet.pipeline import prepare_command, publish_command, stats_command
+from poet.pipeline import prepare_command, publish_command, score_command, stats_command
 from poet.trainer import cli as train_command
 from poet.transforms.errors import UserError, did_you_mean
 
 # sub-command -> (module, one-line help); the modules import nothing heavy until their ``run``
 SUBCOMMANDS = {
     "prepare": (prepare_command, "tokenize, POET-truncate and shard preference pairs (Apache Beam)"),
+    "score": (score_command, "add reference log-prob columns to a prepared folder or Hub dataset"),
     "stats": (stats_command, "print the length statistics of a prepared folder or Hub dataset"),
     "publish": (publish_command, "publish a prepared folder to the Hugging Face Hub in one atomic commit"),
     "train": (train_command, "train a causal LM with DPO, SimPO or AlphaPO on prepared shards"),
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         command = f"poet {args.command}"
-        if extra and args.command != "prepare":  # prepare hands them to Beam, which must know them
+        if extra and args.command not in ("prepare", "score"):  # these hand them to Beam, which must know them
             close = did_you_mean(extra[0].split("=", 1)[0], args._parser._option_string_actions)
             hint = f"did you mean {close}?" if close else f"see {command} --help"
             raise UserError(f"unrecognized argument {extra[0]}; {hint}")

@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from poet.pipeline.gather import Gather
 from poet.transforms.contract import CARD_FILE, STATS_FILE, RunDescription
+from poet.transforms.reference import ReferenceStats, reference_section
 from poet.transforms.stats import LengthStats
 from poet.transforms.stats_file import build_stats_document, dumps
 
@@ -47,8 +48,10 @@ def write_metadata(folder: str, document: dict, features, repo_id: str | None = 
 
 
 class _WriteMetadata(beam.DoFn):
-    def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None):
+    def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None,
+                 reference):
         self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
+        self.reference = reference
 
     def process(self, parts: list):
         stats = dict(value for kind, value in parts if kind == "stats")
@@ -56,35 +59,49 @@ class _WriteMetadata(beam.DoFn):
         split_stats = {split: stats.get(split, LengthStats()) for split in self.splits}
         sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
         document = build_stats_document(split_stats, shards, self.run, sizes)
+        if self.reference is not None:
+            scored = dict(value for kind, value in parts if kind == "reference")
+            document["reference"] = reference_section(
+                self.reference, {split: scored.get(split, ReferenceStats()) for split in self.splits}
+            )
         write_metadata(self.folder, document, self.features, self.repo_id)
         yield document
 
 
 class WriteDatasetMetadata(beam.PTransform):
-    """``(stats, shards, dead_letter_files)`` → files at the folder's root; outputs the stats document.
+    """``(stats, shards, dead_letter_files[, reference_stats])`` → files at the folder's root; outputs the stats
+    document.
 
-    All three are gathered on one worker, and the files are written once every
+    All inputs are gathered on one worker, and the files are written once every
     shard and dead-letter file exists. That is also what makes the Dask runner
     write everything: it runs only what the pipeline's last step depends on.
 
     ``repo_id`` (optional) names the dataset in the card's snippets: the Hub repo it
     will be published to, or its final path; unset, the card shows a placeholder.
+    ``reference`` (a ``ReferenceModel``) scored the rows; its ``{split: ReferenceStats}`` is the fourth input.
     """
 
-    def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None = None):
+    def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None = None,
+                 reference=None):
         super().__init__()
         self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
+        self.reference = reference
 
     def expand(self, pcolls):
-        stats, shards, dead_letter_files = pcolls
+        stats, shards, dead_letter_files, *reference_stats = pcolls
+        parts = [
+            stats.pipeline | "Once" >> beam.Create([("run", None)]),  # so an empty run still gets its files
+            stats | "TagStats" >> beam.Map(lambda split_stats: ("stats", split_stats)),
+            shards | "TagShards" >> beam.Map(lambda shard: ("shard", shard)),
+            dead_letter_files | "TagDeadLetters" >> beam.Map(lambda counted: ("dead_letters", counted)),
+        ]
+        for scored in reference_stats:
+            parts.append(scored | "TagReference" >> beam.FlatMap(lambda by_split: (("reference", item)
+                                                                                  for item in by_split.items())))
         return (
-            (
-                stats.pipeline | "Once" >> beam.Create([("run", None)]),  # so an empty run still gets its files
-                stats | "TagStats" >> beam.Map(lambda split_stats: ("stats", split_stats)),
-                shards | "TagShards" >> beam.Map(lambda shard: ("shard", shard)),
-                dead_letter_files | "TagDeadLetters" >> beam.Map(lambda counted: ("dead_letters", counted)),
-            )
+            tuple(parts)
             | "Parts" >> beam.Flatten()
             | "AllParts" >> Gather()
-            | "Write" >> beam.ParDo(_WriteMetadata(self.folder, self.splits, self.run, self.features, self.repo_id))
+            | "Write" >> beam.ParDo(_WriteMetadata(self.folder, self.splits, self.run, self.features, self.repo_id,
+                                                   self.reference))
         )

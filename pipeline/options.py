@@ -15,6 +15,7 @@ from poet.transforms.errors import UserError
 from poet.transforms.formats import FORMATS
 from poet.transforms.hub_ids import is_repo_id
 from poet.transforms.hub_licenses import check_license
+from poet.transforms.reference import DEFAULT_BATCH_TOKENS, REF_DTYPES, ReferenceModel
 
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_MAX_SHARD_SIZE = "500MB"
@@ -56,6 +57,8 @@ class PrepareConfig:
     license: str | None = None
     batch_size: int = 256
     push_to_hub: str | None = None
+    reference: ReferenceModel | None = None
+    ref_model_copies: int | None = None
 
     @property
     def splits(self) -> list[str]:
@@ -110,6 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tok.add_argument("--no-poet", dest="poet", action="store_false",
                      help="do not cut completions to equal length (publish an untruncated baseline)")
     tok.add_argument("--batch-size", type=_positive_int, default=256, help="pairs per tokenizer call")
+    add_reference_arguments(parser)
     shards = parser.add_argument_group("sharding and publishing")
     shards.add_argument("--num-shards", type=_positive_int, default=None,
                         help="shards per split (default: from --max-shard-size)")
@@ -118,6 +122,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shards.add_argument("--license", default=None, help="the Hub's license id for the dataset card (e.g. mit, apache-2.0, cc-by-4.0, other)")
     shards.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
                         help="publish the folder to this Hub dataset repo after the run")
+
+
+def add_reference_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """``--ref-model`` and its settings, shared by ``poet prepare`` and ``poet score``."""
+    ref = parser.add_argument_group("reference log-probs (DPO without a reference model at training time)")
+    ref.add_argument("--ref-model", metavar="PATH_OR_ID", default=None, required=required,
+                     help="causal LM whose summed log-probs of each stored completion go into the columns "
+                          "ref_chosen_logps/ref_rejected_logps (local folder, or Hub id)")
+    ref.add_argument("--ref-gguf-file", default=None, help="GGUF file in the --ref-model folder to load (dequantised)")
+    ref.add_argument("--ref-dtype", choices=REF_DTYPES, default="auto",
+                     help="dtype of the reference weights; auto: float32 on CPU, bfloat16 on a GPU")
+    ref.add_argument("--ref-batch-tokens", type=_positive_int, default=DEFAULT_BATCH_TOKENS,
+                     help="padded tokens per forward pass (pairs are grouped by length first)")
+    ref.add_argument("--ref-model-copies", type=_positive_int, default=None,
+                     help="load this many copies per worker machine, shared by its processes (Beam's "
+                          "model_copies); unset: one per worker process")
+
+
+def reference_from_args(args: argparse.Namespace) -> ReferenceModel | None:
+    if args.ref_model is None:
+        for name in ("ref_gguf_file", "ref_model_copies"):
+            if getattr(args, name) is not None:
+                raise UserError(f"--{name.replace('_', '-')} needs --ref-model")
+        return None
+    return ReferenceModel(args.ref_model, args.ref_gguf_file, args.ref_dtype, args.ref_batch_tokens)
 
 
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:
@@ -142,4 +171,6 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         license=check_license(args.license) if args.license is not None else None,
         batch_size=args.batch_size,
         push_to_hub=args.push_to_hub,
+        reference=reference_from_args(args),
+        ref_model_copies=args.ref_model_copies,
     )

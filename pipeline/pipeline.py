@@ -9,10 +9,12 @@ up front, run the pipeline into a staging folder, then move it into place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -66,13 +68,19 @@ class PrepareDataset(beam.PTransform):
             | "ReadFiles" >> ReadPreferenceFiles(self.plan.files, chunk_rows, spread=self.spread)
             | "PreparePairs" >> PreparePairs(self.tokenizer, settings, config.batch_size)
         )
+        reference_stats = ()
+        if config.reference is not None:
+            from poet.pipeline.reference import ScoreReference  # Beam's RunInference imports torch: only here
+
+            row_lists, scores = row_lists | "ScoreReference" >> ScoreReference(config.reference, config.ref_model_copies)
+            reference_stats = (scores,)
         shards = row_lists | "WriteShards" >> WriteShards(
             self.folder, config.splits, features.arrow_schema, config.num_shards, config.max_shard_bytes
         )
         dead_letter_files = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(self.folder)
         stats = (row_lists, dead_letters) | "LengthStats" >> ComputeLengthStats()
-        return (stats, shards, dead_letter_files) | "WriteMetadata" >> WriteDatasetMetadata(
-            self.folder, config.splits, self.run, features, repo_id=config.push_to_hub
+        return (stats, shards, dead_letter_files, *reference_stats) | "WriteMetadata" >> WriteDatasetMetadata(
+            self.folder, config.splits, self.run, features, repo_id=config.push_to_hub, reference=config.reference
         )
 
 
@@ -141,17 +149,33 @@ def run(config: PrepareConfig, beam_args: list[str]) -> dict:
             f"the data is conversational but tokenizer {config.tokenizer!r} has no chat template; "
             "use a chat tokenizer or plain-text data"
         )
-    staging = staging_folder(config.output)
-    _log.info("poet: %d file(s), %s data, staging in %s", len(plan.files),
-              "conversational" if plan.conversational else "plain-text", staging)
+    if config.reference is not None:
+        from poet.pipeline.reference import check_reference_model
+
+        config = dataclasses.replace(
+            config, reference=check_reference_model(config.reference, len(tokenizer), config.max_length)
+        )
+    run_description = describe_run(config, plan, tokenizer)
+    kind = "conversational" if plan.conversational else "plain-text"
+    return run_staged(
+        config.output, config.overwrite, runner, options, f"poet: {len(plan.files)} file(s), {kind} data",
+        lambda staging: "PrepareDataset" >> PrepareDataset(
+            config, plan, source, staging, run_description, spread=not run_in_process(runner, options)
+        ),
+    )  # fmt: skip
+
+
+def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, what: str,
+               job: Callable[[str], beam.PTransform]) -> dict:
+    """Run ``job(staging folder)`` on a fresh pipeline, then move the finished folder to ``output`` (nothing is
+    left behind if it fails or is interrupted); returns the folder's stats document."""
+    staging = staging_folder(output)
+    _log.info("%s, staging in %s", what, staging)
     try:
         with _Interruptible():
             try:
                 pipeline = beam.Pipeline(runner=runner, options=options)
-                _ = pipeline | "PrepareDataset" >> PrepareDataset(
-                    config, plan, source, staging, describe_run(config, plan, tokenizer),
-                    spread=not run_in_process(runner, options),
-                )
+                _ = pipeline | job(staging)
                 result = pipeline.run()
                 try:
                     result.wait_until_finish()
@@ -164,7 +188,7 @@ def run(config: PrepareConfig, beam_args: list[str]) -> dict:
                 raise problem from None
             document = read_stats(staging)
             write_manifest(staging, document)
-            commit(staging, config.output, config.overwrite)
+            commit(staging, output, overwrite)
     except BaseException:
         discard(staging)
         raise

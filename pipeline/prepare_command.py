@@ -32,20 +32,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _worth_showing(record: logging.LogRecord) -> bool:
     """Hide what would repeat or mislead: the runner's traceback of an input file's problem or of an interruption
-    (poet says each in one line), and apache-beam's warning, without its [gcp] extra, about BigQuery clients
-    nothing here uses."""
+    (poet says each in one line), apache-beam's warning, without its [gcp] extra, about BigQuery clients
+    nothing here uses, and RunInference's (``--ref-model``) that it cannot measure memory without its optional
+    model manager."""
     message = str(record.msg)
-    return not (message.startswith(("apitools not found", "KeyboardInterrupt")) or InputFileError.MARKER in message
+    return not (message.startswith(("apitools not found", "KeyboardInterrupt", "Resource module is not available"))
+                or InputFileError.MARKER in message
                 or (record.exc_info and InputFileError.MARKER in str(record.exc_info[1])))
 
 
-def run(args: argparse.Namespace) -> int:
+def quiet_logging() -> None:
+    """Progress lines from poet on stderr; the libraries' chatter only when it is a warning."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_worth_showing)
     for noisy in ("apache_beam", "transformers", "httpx", "httpx2", "urllib3"):  # httpx2: huggingface-hub 2.x
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # "PyTorch was not found": not needed here
+
+
+def run(args: argparse.Namespace) -> int:
+    quiet_logging()
     check_beam_args(args.beam_args, sorted(args._parser._option_string_actions))
     config = config_from_args(args)
 

@@ -22,7 +22,7 @@ from poet.transforms.errors import UserError
 from poet.transforms.poet_rule import poet_length
 
 ID_COLUMNS = contract.TRAINER_COLUMNS  # prompt, chosen and rejected token ids, in that order
-REF_COLUMNS = tuple(column.name for column in contract.REF_COLUMNS)
+REF_COLUMNS = contract.REF_COLUMN_NAMES
 
 
 @dataclass(frozen=True)

@@ -339,6 +339,7 @@ def render_card(document: dict, features, *, repo_id: str | None = None) -> str:
     loadable = loadable_splits(document)
     train_split, eval_split = snippet_splits({split: sizes[split]["num_examples"] for split in loadable})
     model = _model_hint(run.tokenizer.name)
+    reference = document.get("reference")
     context = {
         "header": yaml_header(card_metadata(document, features)),
         "title": md_text(repo_id) if repo_id else "POET preference pairs",
@@ -359,7 +360,7 @@ def render_card(document: dict, features, *, repo_id: str | None = None) -> str:
                           _length_rows(stats))
             for split, stats in document["splits"].items()
         },
-        "plots": {split: plot_paths(split) for split in splits},
+        "plots": {split: plot_paths(split, reference=reference is not None) for split in splits},
         "columns": _columns(features, run),
         "c": contract,
         "name": repo_id if repo_id else "PATH_OR_REPO_ID",
@@ -368,7 +369,22 @@ def render_card(document: dict, features, *, repo_id: str | None = None) -> str:
         "model": model,
         "model_is_placeholder": model == "MODEL",
         "provenance": _provenance(run, sizes),
+        "reference": _reference(reference) if reference else None,
         "schema_version": document.get("schema_version"),
     }
     return _environment().get_template(TEMPLATE).render(**context)
+
+
+def _reference(reference: dict) -> dict:
+    """The reference model's table, for the card."""
+    model = reference["model"]
+    scored_with = ", ".join(f"{used} ({_number(pairs)} pairs)" for used, pairs in model.get("scored_with", {}).items())
+    rows = [
+        ["model", md_code(model.get("name"))],
+        ["GGUF file", md_code(model.get("gguf_file")) if model.get("gguf_file") else "none"],
+        ["revision (Hub commit, or sha256 of the weight files)", md_code(model.get("revision"))],
+        ["requested dtype", md_code(model.get("dtype"))],
+        ["scored with (device/dtype)", md_text(scored_with) if scored_with else "none"],
+    ]
+    return {"table": _table(["", ""], rows, align="l"), "name": model.get("name")}
 

@@ -21,6 +21,7 @@ PLOTS_DIR = "plots"  # the card's PNG plots
 DEAD_LETTER_DIR = "dead_letter"  # set-aside rows with their reasons; never published
 MANIFEST_FILE = "manifest.json"  # size and sha256 of every file written, rows per shard (transforms/manifest.py)
 PLOT_KINDS = ("lengths", "chosen_vs_rejected")
+REFERENCE_PLOT = "reference_logps"  # the per-token reference log-probs, in folders scored with --ref-model
 
 SHARD_PATTERN = re.compile(rf"{DATA_DIR}/(?P<split>[^/]+?)-(?P<index>\d{{5}})-of-(?P<count>\d{{5}})\.parquet")
 """A shard's path in the folder; split names are ``\\w+`` (see ``pipeline.options``), so ``-`` ends them."""
@@ -52,7 +53,7 @@ def dead_letter_file(split: str) -> str:
 
 
 def plot_file(split: str, kind: str) -> str:
-    """``plots/{split}_{kind}.png`` for ``kind`` in :data:`PLOT_KINDS`."""
+    """``plots/{split}_{kind}.png`` for ``kind`` in :data:`PLOT_KINDS` or :data:`REFERENCE_PLOT`."""
     return f"{PLOTS_DIR}/{split}_{kind}.png"
 
 
@@ -93,6 +94,7 @@ TOKEN_COLUMNS = (PROMPT_IDS, CHOSEN_IDS, REJECTED_IDS)
 LENGTH_COLUMNS = (PROMPT_LENGTH, CHOSEN_LENGTH_ORIG, REJECTED_LENGTH_ORIG, POET_LENGTH)
 TEXT_COLUMNS = (PROMPT, CHOSEN, REJECTED)
 REF_COLUMNS = (REF_CHOSEN_LOGPS, REF_REJECTED_LOGPS)
+REF_COLUMN_NAMES = tuple(column.name for column in REF_COLUMNS)
 PREPARED_COLUMNS = (ID, *TOKEN_COLUMNS, *LENGTH_COLUMNS, *TEXT_COLUMNS)
 """Every column ``poet prepare`` writes, in order (the text columns unless ``--drop-text``)."""
 COLUMNS = {column.name: column for column in (*PREPARED_COLUMNS, *REF_COLUMNS)}

@@ -7,7 +7,9 @@ Per split (file names from :func:`transforms.contract.plot_file`):
   with the max-length cut marked (the cap applies to that sum); each axis is clipped
   at the p99 and what lies beyond is counted;
 * ``chosen_vs_rejected``: the joint histogram of chosen vs
-  rejected length before POET with the diagonal (POET keeps the shorter one).
+  rejected length before POET with the diagonal (POET keeps the shorter one);
+* ``reference_logps`` (folders scored with ``--ref-model`` only): the distribution of
+  the reference model's per-token log-probs of the chosen and rejected completions.
 
 Matplotlib's object API with the Agg canvas is used directly, never ``pyplot``, so
 nothing global changes and the functions are safe in any process (Beam workers,
@@ -22,7 +24,7 @@ import math
 
 import numpy as np
 
-from poet.transforms.contract import PLOT_KINDS, RunDescription, plot_file
+from poet.transforms.contract import PLOT_KINDS, REFERENCE_PLOT, RunDescription, plot_file
 from poet.transforms.stats_table import format_pct
 
 DPI = 100
@@ -31,9 +33,9 @@ _COLORS = {"chosen": "#1f77b4", "rejected": "#ff7f0e", "poet": "#2ca02c", "promp
 _MAX_BINS = 60
 
 
-def plot_paths(split: str) -> dict[str, str]:
-    """Relative paths (from the folder's root) of one split's plots, by kind."""
-    return {kind: plot_file(split, kind) for kind in PLOT_KINDS}
+def plot_paths(split: str, reference: bool = False) -> dict[str, str]:
+    """Relative paths (from the folder's root) of one split's plots, by kind; ``reference``: of a scored folder."""
+    return {kind: plot_file(split, kind) for kind in (*PLOT_KINDS, *((REFERENCE_PLOT,) if reference else ()))}
 
 
 def render_plots(document: dict) -> dict[str, bytes]:
@@ -45,7 +47,32 @@ def render_plots(document: dict) -> dict[str, bytes]:
         paths = plot_paths(split)
         plots[paths["lengths"]] = lengths_png(split, stats, max_length=max_length, poet=poet)
         plots[paths["chosen_vs_rejected"]] = chosen_vs_rejected_png(split, stats, max_length=max_length)
+    reference = document.get("reference")
+    for split, ref_stats in (reference or {}).get("splits", {}).items():
+        plots[plot_file(split, REFERENCE_PLOT)] = reference_logps_png(split, ref_stats, reference["bin_width"])
     return plots
+
+
+def reference_logps_png(split: str, stats: dict, bin_width: float) -> bytes:
+    """Step histograms of the per-token reference log-probs, chosen and rejected overlaid, means marked."""
+    figure = _figure(7.5, 3.6)
+    if not stats["chosen"]["pairs"]:
+        return _no_pairs(figure, split, {})
+    axes = figure.add_subplot()
+    for side in ("chosen", "rejected"):
+        bins = np.array([b for b, _ in stats[side]["histogram"]], dtype=float)
+        counts = np.array([n for _, n in stats[side]["histogram"]], dtype=float)
+        first = round(bins.min() / bin_width)
+        dense = np.zeros(round(bins.max() / bin_width) - first + 1)
+        dense[np.round(bins / bin_width).astype(int) - first] = counts
+        edges = (first + np.arange(len(dense) + 1)) * bin_width
+        axes.stairs(dense, edges, color=_COLORS[side], linewidth=1.5, label=f"{side} (mean {stats[side]['mean']:.2f})")
+        axes.axvline(stats[side]["mean"], color=_COLORS[side], linestyle="--", linewidth=1)
+    axes.set_xlabel("reference log-prob per completion token (nats)")
+    axes.set_ylabel("pairs")
+    axes.set_title(f"split '{split}': reference log-probs per token")
+    axes.legend(frameon=False)
+    return _png(figure)
 
 
 def _figure(width: float, height: float):

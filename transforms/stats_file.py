@@ -7,7 +7,14 @@ Schema (version 1)::
       "run": {...provenance: sources, tokenizer, options, versions, date: transforms.contract.RunDescription...},
       "splits": {SPLIT: SPLIT_STATS},
       "overall": SPLIT_STATS,              # all splits merged
-      "shards": {SPLIT: [{"file", "num_rows", "num_bytes", "file_size"}]}
+      "shards": {SPLIT: [{"file", "num_rows", "num_bytes", "file_size"}]},
+      "reference": REFERENCE                 # only when scored with --ref-model (prepare or score)
+    }
+
+    REFERENCE = {
+      "model": {"name", "gguf_file", "revision", "dtype", "scored_with": {"cpu/float32": pairs, ...}},
+      "bin_width": 0.05,
+      "splits": {SPLIT: {chosen|rejected: {"pairs", "mean", "histogram": [[bin lower bound, count], ...]}}}
     }
 
     SPLIT_STATS = {
@@ -44,6 +51,10 @@ count the prompt once per sequence (twice per pair). ``std`` is the sample
 standard deviation and percentiles interpolate linearly (pandas' defaults);
 undefined values (statistics of no pairs, a % of nothing) are ``null``.
 
+Reference: the distribution of the per-token reference log-probs (summed log-probs of a stored completion
+divided by its token count) in bins of ``bin_width`` nats; ``revision`` is the Hub commit of the model or
+``sha256:`` of its weight files; ``scored_with`` counts the pairs each device/dtype scored.
+
 Shards: ``num_bytes`` is the Arrow size of the shard's table (what ``datasets``
 reports as a split's ``num_bytes``), ``file_size`` the Parquet file's size in bytes.
 """
@@ -65,17 +76,22 @@ def build_stats_document(
 ) -> dict:
     """``shards`` holds ``(split, file, num_rows, num_bytes)`` for every shard written;
     ``file_sizes`` maps a shard's ``file`` to its size in bytes (``file_size`` is null without it)."""
-    files = {split: [] for split in split_stats}
-    for split, name, rows, nbytes in sorted(shards):
-        size = (file_sizes or {}).get(name)
-        files[split].append({"file": name, "num_rows": rows, "num_bytes": nbytes, "file_size": size})
     return {
         "schema_version": STATS_SCHEMA_VERSION,
         "run": run.to_json(),
         "splits": {split: stats.to_dict() for split, stats in sorted(split_stats.items())},
         "overall": overall(split_stats).to_dict(),
-        "shards": files,
+        "shards": shard_entries(list(split_stats), shards, file_sizes),
     }
+
+
+def shard_entries(splits: list[str], shards: list[tuple], file_sizes: dict[str, int] | None = None) -> dict:
+    """The ``shards`` block: per split, its files in order (see :func:`build_stats_document`)."""
+    files = {split: [] for split in splits}
+    for split, name, rows, nbytes in sorted(shards):
+        size = (file_sizes or {}).get(name)
+        files[split].append({"file": name, "num_rows": rows, "num_bytes": nbytes, "file_size": size})
+    return files
 
 
 # a JSON array of numbers that json.dumps(indent=...) spread over several lines; raw newlines never

@@ -1,0 +1,102 @@
+"""``ScoreReference``: add the reference model's log-probs to prepared rows, with Beam's ``RunInference``.
+
+A thin wrapper: :class:`_PairScoringHandler` is a ``ModelHandler`` whose model is a
+:class:`~trainer.reference.ReferenceScorer` (loaded once per worker process and shared by its threads, or with
+``model_copies`` once per machine, shared across processes), and whose examples are whole
+:class:`~pipeline.read.RowBatch` lists: the kept rows of one fixed chunk of one file. ``RunInference`` hands
+over one list at a time (``max_batch_size=1``, Beam's advice for a handler that batches itself); the scorer
+groups the list's pairs by length into token-budget batches. So a pair's stored value depends only on its chunk,
+never on how a runner bundled the chunks: shards are byte-identical across runners.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler, RunInference
+
+from poet.pipeline.read import RowBatch
+from poet.transforms.errors import UserError
+from poet.transforms.prepare import PreparedRow
+from poet.transforms.reference import ReferenceModel, ReferenceStats
+from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
+
+
+def check_reference_model(model: ReferenceModel, vocabulary: int | None, max_length: int | None) -> ReferenceModel:
+    """On the launcher, before any worker starts: the model exists, covers the token ids and the sequence length.
+    Returns it with its ``revision`` (Hub commit or sha256 of the weights) for the card."""
+    from transformers import AutoConfig
+
+    model = model.with_revision()
+    try:
+        config = AutoConfig.from_pretrained(model.name, gguf_file=model.gguf_file)
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot load reference model {model.name}: {first}") from None
+    size = getattr(config, "vocab_size", None)
+    if vocabulary is not None and size is not None and vocabulary > size:
+        raise UserError(f"the tokenizer has {vocabulary} tokens but reference model {model.name} only {size}: "
+                        "score with the model the data was tokenized for")  # fmt: skip
+    context = getattr(config, "max_position_embeddings", None)
+    if context is not None and (max_length is None or max_length > context):
+        raise UserError(f"reference model {model.name} has a context of {context} tokens: "
+                        f"pass --max-length {context} or less")  # fmt: skip
+    return model
+
+
+class _PairScoringHandler(ModelHandler):
+    def __init__(self, model: ReferenceModel, model_copies: int | None = None):
+        # model_copies: load that many scorers per machine, shared by every worker process there (Beam's
+        # multi_process_shared); unset: one per worker process, shared by its threads
+        super().__init__(max_batch_size=1, model_copies=model_copies)
+        self.model = model
+
+    def load_model(self):
+        from poet.trainer.reference import ReferenceScorer  # torch loads on the workers, only here
+
+        return ReferenceScorer(self.model)
+
+    def run_inference(self, batch, scorer, inference_args=None):
+        return [_scored(rows, scorer) for rows in batch]
+
+    def get_num_bytes(self, batch) -> int:
+        return sum(4 * (len(r.row["prompt_ids"]) + len(r.row["chosen_ids"]) + len(r.row["rejected_ids"]))
+                   for rows in batch for r in rows)  # fmt: skip
+
+    def get_metrics_namespace(self) -> str:
+        return "poet_reference"
+
+
+def _scored(rows: RowBatch, scorer) -> tuple[RowBatch, ReferenceStats]:
+    """The rows with their two sums, and the statistics of this list (one file, so one split)."""
+    sums = scorer.score(*([r.row[c] for r in rows] for c in ("prompt_ids", "chosen_ids", "rejected_ids")))
+    stats, scored = ReferenceStats(), RowBatch()
+    for r, (chosen, rejected) in zip(rows, sums.tolist()):
+        scored.append(PreparedRow(r.origin, {**r.row, **dict(zip(REF_COLUMNS, (chosen, rejected)))}, r.lengths))
+        stats.add(chosen, len(r.row["chosen_ids"]), rejected, len(r.row["rejected_ids"]), scorer.used)
+    return scored, stats
+
+
+def _merged(stats) -> ReferenceStats:
+    """Beam may call this again on its own results: a fresh accumulator, so no input is modified."""
+    return functools.reduce(ReferenceStats.merge, stats, ReferenceStats())
+
+
+class ScoreReference(beam.PTransform):
+    """Lists of ``PreparedRow`` → the same lists with ``ref_chosen_logps``/``ref_rejected_logps`` in each row;
+    tagged output ``stats``: one ``{split: ReferenceStats}`` dict (per-token log-prob distribution, what ran)."""
+
+    def __init__(self, model: ReferenceModel, model_copies: int | None = None):
+        super().__init__()
+        self.model, self.model_copies = model, model_copies
+
+    def expand(self, row_lists):
+        scored = row_lists | "RunInference" >> RunInference(_PairScoringHandler(self.model, self.model_copies))
+        stats = (
+            scored
+            | "StatsPerList" >> beam.Map(lambda result: (result[0][0].origin.split, result[1]))
+            | "PerSplit" >> beam.CombinePerKey(_merged)
+            | "AsDict" >> beam.combiners.ToDict()
+        )
+        return scored | "Rows" >> beam.Map(lambda result: result[0]), stats

@@ -1,0 +1,41 @@
+"""Add reference log-prob columns (ref_chosen_logps, ref_rejected_logps) to a prepared folder or Hub dataset.
+
+Writes a new folder with the same layout, the two columns, and an updated card and stats.json: the same data,
+scored by another SFT model, is ready for DPO without a reference model at training time. Runs on Apache Beam
+like `poet prepare` (unknown options pass to Beam).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from poet.pipeline.options import add_reference_arguments, reference_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", metavar="DIR_OR_REPO_ID",
+                        help="folder written by `poet prepare` (local or gs://) or Hub dataset repo id")
+    parser.add_argument("--output", required=True, metavar="DIR", help="new folder (local or gs://)")
+    parser.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--batch-size", type=int, default=256, help="rows per scoring chunk")
+    add_reference_arguments(parser, required=True)
+    parser.epilog = "Beam options pass through, e.g. --runner DataflowRunner --project P --region R."
+
+
+def run(args: argparse.Namespace) -> int:
+    from poet.pipeline.prepare_command import quiet_logging
+    from poet.pipeline.score import ScoreConfig
+    from poet.pipeline.score import run as run_score
+    from poet.transforms.stats_table import render
+
+    quiet_logging()
+    config = ScoreConfig(
+        source=args.dataset, output=args.output.rstrip("/"), reference=reference_from_args(args),
+        revision=args.revision, overwrite=args.overwrite, batch_size=args.batch_size,
+        ref_model_copies=args.ref_model_copies,
+    )  # fmt: skip
+    document = run_score(config, args.beam_args)
+    print(render(document))
+    print(f"\nwrote {config.output}")
+    return 0
