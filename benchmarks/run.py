@@ -14,7 +14,10 @@ a whole process, imports included: what a user waits for.
 4. scaling 1x, 5x, 20x, 100x: time per pair and peak memory;
 5. the local runner default (one in-process worker) vs one worker process per core;
 6. ``poet train`` vs TRL ``DPOTrainer`` on the same tiny model, data and batch size,
-   and the share of training tokens POET removes on the sample.
+   and the share of training tokens POET removes on the sample;
+7. reference log-probs: ``poet score`` (Beam RunInference) vs ``poet train --precompute-ref``
+   vs TRL's ``precompute_ref_log_probs``, and DPO's peak memory with the columns vs a frozen
+   reference (``--only-reference`` runs this section alone and prints it).
 
 Options: ``--repeat N`` runs of each compared contender, the median counts
 (default 2: the faster; the 100x run runs once); ``--startup-repeat N``;
@@ -267,6 +270,10 @@ def run_suite(options) -> dict:
         from benchmarks import training
 
         results["training"] = training.compare(options, inputs[1], measure)
+        print("7. reference log-probs: poet score vs poet train --precompute-ref vs TRL; DPO memory", flush=True)
+        from benchmarks import reference
+
+        results["reference"] = reference.compare(options, WORK / "train-data", training.tiny_model(), measure)
     results["machine"]["load_after"] = _load()
     return results
 
@@ -487,6 +494,10 @@ def report(results: dict) -> str:
         from benchmarks import training as training_module
 
         lines += training_module.report(training)
+    if results.get("reference"):
+        from benchmarks import reference
+
+        lines += reference.report(results["reference"])
     saved = scaling[1]["training_tokens"]
     lines += [
         "## POET's saving on the sample",
@@ -510,7 +521,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results (markdown)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the report from the last run's measurements (benchmarks/_work/results.json)")
+    parser.add_argument("--only-reference", action="store_true", help="run section 7 alone and print it")
     options = parser.parse_args(argv)
+    if options.only_reference:
+        from benchmarks import reference, training
+
+        data = WORK / "train-data"
+        if not (data / contract.STATS_FILE).exists():
+            measure("prepare", {"input": str(replicate(1)), "tokenizer": str(TOKENIZER), "output": str(data),
+                                "extra": []}, "train-data")  # fmt: skip
+        results = reference.compare(options, data, training.tiny_model(), measure)
+        print("\n".join(reference.report(results)) + f"\nmachine: {machine()}")
+        return 0
     if options.report_only:
         results = json.loads((WORK / "results.json").read_text(encoding="utf-8"))
         results["factors"] = tuple(results["factors"])

@@ -140,6 +140,10 @@ def main() -> None:
         from benchmarks import training
 
         result = getattr(training, name)(args)
+    elif name.startswith(("score_", "dpo_")):
+        from benchmarks import reference
+
+        result = getattr(reference, name)(args)
     else:
         result = WORKLOADS[name](args)
     sys.stdout.flush()

@@ -1,0 +1,201 @@
+"""Reference log-probs: the pipeline's scoring stage vs ``poet train --precompute-ref`` vs TRL's
+``precompute_ref_log_probs``, and the trainer's peak memory with the columns vs with a frozen reference.
+
+All three scorers get the same ``PAIRS`` pairs of the prepared (POET-truncated) 1x sample and the benchmark's
+tiny Llama (:func:`benchmarks.training.tiny_model`), float32 on CPU, each in its own fresh process (imports not
+timed). Time: scoring only (the pipeline: the whole ``poet score`` run, Beam start-up, reading and writing shards
+included; the trainer: its precompute stage; TRL: ``DPOTrainer._precompute_ref_logps``). Tokens: the
+non-padding tokens of both sequences of every pair, the same count for all.
+
+Memory: ``poet train --loss dpo`` for ``STEPS`` steps on the same pairs, once on shards carrying the columns (one
+model in memory), once on the same shards without them (a frozen reference beside the policy); peak RSS of each
+process, and the peak above the RSS once torch and the trainer are imported (what the run itself added).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from benchmarks.data import WORK
+
+PAIRS = 512
+BATCH = 8  # pairs per forward pass for the trainer and TRL (their defaults follow the training batch size)
+STEPS = 8
+MAX_LENGTH = 256
+
+
+def _subset_folder(data: str) -> Path:
+    """A prepared folder holding only the first ``PAIRS`` pairs (that fit in ``MAX_LENGTH``) of ``data``."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folder = WORK / "reference-subset"
+    if (folder / "stats.json").exists():
+        return folder
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "data").mkdir(parents=True)
+    table = pq.read_table(sorted(Path(data, "data").glob("train-*.parquet"))[0])
+    longest = pc.max_element_wise(pc.list_value_length(table["chosen_ids"]), pc.list_value_length(table["rejected_ids"]))
+    table = table.filter(pc.less_equal(pc.add(table["prompt_length"], longest), MAX_LENGTH)).slice(0, PAIRS)
+    name = "data/train-00000-of-00001.parquet"
+    pq.write_table(table, partial / name)
+    document = json.loads(Path(data, "stats.json").read_text())
+    document["splits"] = {"train": document["splits"]["train"]}  # (length statistics of the whole sample)
+    document["shards"] = {"train": [{"file": name, "num_rows": table.num_rows, "num_bytes": None, "file_size": None}]}
+    (partial / "stats.json").write_text(json.dumps(document))
+    partial.rename(folder)
+    return folder
+
+
+def _tokens(data: Path) -> tuple[int, int]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(sorted((data / "data").glob("*.parquet"))[0],
+                         columns=["prompt_ids", "chosen_ids", "rejected_ids"]).to_pylist()  # fmt: skip
+    return len(rows), sum(2 * len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
+
+
+def score_pipeline(args: dict) -> dict:
+    """``poet score`` on the subset with the in-process runner, as the CLI runs it."""
+    import torch  # noqa: F401 - imports are not timed
+
+    import poet.pipeline.reference  # noqa: F401
+    from benchmarks.workloads import _rss_mb
+    from poet.pipeline.cli import main
+
+    shutil.rmtree(args["output"], ignore_errors=True)
+    start = time.perf_counter()
+    assert main(["score", args["data"], "--ref-model", args["model"], "--output", args["output"]]) == 0
+    seconds = time.perf_counter() - start
+    pairs, tokens = _tokens(Path(args["data"]))
+    return {"seconds": seconds, "pairs": pairs, "tokens": tokens, **_rss_mb()}
+
+
+def score_trainer(args: dict) -> dict:
+    """The precompute stage of ``poet train --precompute-ref``: the reference model over every pair, batches of
+    ``BATCH`` pairs sorted by length."""
+    import numpy as np
+    from accelerate import Accelerator
+
+    from benchmarks.workloads import _rss_mb
+    from poet.trainer.config import TrainConfig
+    from poet.trainer.data import load_pairs
+    from poet.trainer.model import load_reference, load_tokenizer, pad_token_id
+    from poet.trainer.train import _with_reference_logps
+
+    config = TrainConfig(data=args["data"], model=args["model"], output_dir=Path(args["output"]), batch_size=BATCH,
+                         precompute_ref=True)  # fmt: skip
+    accelerator = Accelerator(cpu=True)
+    pairs = load_pairs(args["data"], "train")
+    pad_id = pad_token_id(load_tokenizer(args["model"]))
+    start = time.perf_counter()
+    reference = load_reference(args["model"], "float32", None, accelerator.device)
+    _with_reference_logps(pairs, np.arange(len(pairs)), reference, config, accelerator, pad_id, "train")
+    seconds = time.perf_counter() - start
+    pairs_n, tokens = _tokens(Path(args["data"]))
+    return {"seconds": seconds, "pairs": pairs_n, "tokens": tokens, **_rss_mb()}
+
+
+def score_trl(args: dict) -> dict:
+    """TRL's ``DPOTrainer._precompute_ref_logps`` over the same pairs (its reference model loaded and timed)."""
+    import pyarrow.parquet as pq
+    import torch
+    from datasets import Dataset, disable_progress_bars
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    from benchmarks.workloads import _rss_mb
+
+    disable_progress_bars()
+    data = Path(args["data"])
+    table = pq.read_table(sorted((data / "data").glob("*.parquet"))[0], columns=["prompt_ids", "chosen_ids", "rejected_ids"])
+    dataset = Dataset.from_list(table.to_pylist())
+
+    class PreparedDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, *_, **__):
+            return dataset
+
+    config = DPOConfig(output_dir=args["output"], per_device_train_batch_size=BATCH, max_length=None, use_cpu=True,
+                       report_to=[], disable_tqdm=True, precompute_ref_log_probs=False)  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(args["model"])
+    model = AutoModelForCausalLM.from_pretrained(args["model"], dtype=torch.float32)
+    trainer = PreparedDPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    trainer._precompute_model_hash = "benchmark"
+    start = time.perf_counter()
+    trainer.ref_model = AutoModelForCausalLM.from_pretrained(args["model"], dtype=torch.float32).eval()
+    trainer._precompute_ref_logps(dataset, "train", BATCH)
+    seconds = time.perf_counter() - start
+    pairs, tokens = _tokens(data)
+    return {"seconds": seconds, "pairs": pairs, "tokens": tokens, **_rss_mb()}
+
+
+def dpo_memory(args: dict) -> dict:
+    """``poet train --loss dpo`` for ``STEPS`` steps; ``baseline_rss_mb``: the RSS once everything is imported."""
+    import argparse
+
+    from benchmarks.workloads import _rss_mb
+    from poet.trainer.cli import add_arguments, config_from_args
+    from poet.trainer.train import train
+
+    baseline = _rss_mb()
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args([
+        "--data", args["data"], "--model", args["model"], "--output-dir", args["output"], "--overwrite",
+        "--loss", "dpo", "--batch-size", str(BATCH), "--max-steps", str(STEPS), "--logging-steps", "1000",
+    ]))  # fmt: skip
+    start = time.perf_counter()
+    train(config)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "baseline_rss_mb": baseline["peak_rss_mb"], **_rss_mb()}
+
+
+def compare(options, data: Path, model: Path, measure) -> dict:
+    subset = _subset_folder(str(data))
+    common = {"data": str(subset), "model": str(model)}
+    runs = {}
+    for name in ("score_pipeline", "score_trainer", "score_trl"):
+        runs[name] = measure(name, {**common, "output": str(WORK / name)}, name)
+    scored = WORK / "score_pipeline"
+    runs["memory_columns"] = measure("dpo_memory", {"data": str(scored), "model": str(model),
+                                                      "output": str(WORK / "memory-columns")}, "memory-columns")
+    runs["memory_frozen"] = measure("dpo_memory", {**common, "output": str(WORK / "memory-frozen")}, "memory-frozen")
+    return runs
+
+
+def report(results: dict) -> list[str]:
+    pipeline, trainer, trl = results["score_pipeline"], results["score_trainer"], results["score_trl"]
+    rate = {name: r["tokens"] / r["seconds"] for name, r in (("pipeline", pipeline), ("trainer", trainer), ("trl", trl))}
+    columns, frozen = results["memory_columns"], results["memory_frozen"]
+    memory = columns["peak_rss_mb"] / frozen["peak_rss_mb"]
+    added = (columns["peak_rss_mb"] - columns["baseline_rss_mb"]) / (frozen["peak_rss_mb"] - frozen["baseline_rss_mb"])
+    row = "| {} | {:.1f} | {:,.0f} | {:,.0f} | {:.2f}x | {} |"
+    return [
+        "## 7. Reference log-probs: pipeline scoring vs `poet train --precompute-ref` vs TRL",
+        "",
+        f"{pipeline['pairs']} pairs of the prepared 1x sample ({pipeline['tokens']:,} tokens), the tiny Llama of "
+        f"section 6, float32 on CPU. The pipeline (`poet score`, in-process runner) groups pairs by length into "
+        f"batches of at most 16,384 padded tokens; the trainer and TRL score {BATCH} pairs per forward pass "
+        "(the trainer sorted by length, TRL in dataset order). The pipeline's time includes Beam start-up and "
+        "reading/writing the shards.",
+        "",
+        "| scorer | seconds | pairs/s | tokens/s | vs TRL | target |",
+        "|---|---:|---:|---:|---:|---:|",
+        row.format("`poet score` (Beam RunInference)", pipeline["seconds"], pipeline["pairs"] / pipeline["seconds"],
+                   rate["pipeline"], rate["pipeline"] / rate["trl"], ">= 2x"),
+        row.format("`poet train --precompute-ref`", trainer["seconds"], trainer["pairs"] / trainer["seconds"],
+                   rate["trainer"], rate["trainer"] / rate["trl"], ""),
+        row.format("TRL `precompute_ref_log_probs`", trl["seconds"], trl["pairs"] / trl["seconds"], rate["trl"],
+                   1.0, ""),
+        "",
+        f"Trainer memory, `poet train --loss dpo`, {STEPS} steps of {BATCH} pairs: with the columns (no reference "
+        f"model) peak RSS {columns['peak_rss_mb']:,.0f} MB vs {frozen['peak_rss_mb']:,.0f} MB with a frozen "
+        f"reference: **{memory:.2f}x** (target <= 0.6x); above the RSS after imports "
+        f"({columns['baseline_rss_mb']:,.0f} / {frozen['baseline_rss_mb']:,.0f} MB): **{added:.2f}x**.",
+        "",
+    ]
