@@ -9,9 +9,12 @@
 #   docker build --build-arg PYTHON_VERSION=3.11 --build-arg BEAM_VERSION=2.77.0 \
 #     -t REGION-docker.pkg.dev/PROJECT/REPOSITORY/poet:latest .
 #   docker push REGION-docker.pkg.dev/PROJECT/REPOSITORY/poet:latest
+# For reference log-probs on GPU workers (--ref-model), add the train extra, which brings torch
+# (PyPI's Linux x86_64 torch wheels are CUDA builds): --build-arg EXTRAS=gcp,train
 ARG PYTHON_VERSION=3.11
 ARG BEAM_VERSION=2.77.0
 FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}
+ARG EXTRAS=gcp
 
 WORKDIR /opt/poet
 COPY pyproject.toml setup.py README.md ./
@@ -21,6 +24,6 @@ COPY trainer ./trainer
 COPY dataset_cards ./dataset_cards
 # The base image already holds apache-beam[gcp] at BEAM_VERSION, which satisfies the project's pin;
 # a non-editable install, so workers import the installed copy whatever their working directory.
-RUN pip install --no-cache-dir ".[gcp]" && python -c "import poet.pipeline.pipeline, poet.transforms.card, poet.dataset_cards"
+RUN pip install --no-cache-dir ".[${EXTRAS}]" && python -c "import poet.pipeline.pipeline, poet.transforms.card, poet.dataset_cards"
 
 # The base image's entrypoint (/opt/apache/beam/boot) starts the Beam worker harness: keep it.

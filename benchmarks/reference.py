@@ -180,7 +180,8 @@ def report(results: dict) -> list[str]:
         "",
         f"{pipeline['pairs']} pairs of the prepared 1x sample ({pipeline['tokens']:,} tokens), the tiny Llama of "
         f"section 6, float32 on CPU. The pipeline (`poet score`, in-process runner) groups pairs by length into "
-        f"batches of at most 16,384 padded tokens; the trainer and TRL score {BATCH} pairs per forward pass "
+        f"batches of at most 4,096 padded tokens (the default `--ref-batch-tokens`); the trainer and TRL score {BATCH} pairs per "
+        "forward pass "
         "(the trainer sorted by length, TRL in dataset order). The pipeline's time includes Beam start-up and "
         "reading/writing the shards.",
         "",

@@ -12,6 +12,8 @@ never on how a runner bundled the chunks: shards are byte-identical across runne
 from __future__ import annotations
 
 import functools
+import logging
+import time
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
@@ -21,6 +23,8 @@ from poet.transforms.errors import UserError
 from poet.transforms.prepare import PreparedRow
 from poet.transforms.reference import ReferenceModel, ReferenceStats
 from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
+
+_log = logging.getLogger("poet")
 
 
 def check_reference_model(model: ReferenceModel, vocabulary: int | None, max_length: int | None) -> ReferenceModel:
@@ -46,11 +50,23 @@ def check_reference_model(model: ReferenceModel, vocabulary: int | None, max_len
 
 
 class _PairScoringHandler(ModelHandler):
-    def __init__(self, model: ReferenceModel, model_copies: int | None = None):
+    def __init__(self, model: ReferenceModel, model_copies: int | None = None, report_every_s: float = 10.0):
         # model_copies: load that many scorers per machine, shared by every worker process there (Beam's
         # multi_process_shared); unset: one per worker process, shared by its threads
         super().__init__(max_batch_size=1, model_copies=model_copies)
         self.model = model
+        self.report_every_s = report_every_s
+        self._progress = None  # (pairs scored, started, last report) on this worker, from the first batch
+
+    def _report(self, pairs: int) -> None:
+        now = time.monotonic()
+        done, started, last = self._progress or (0, now, now)
+        done += pairs
+        if now - last >= self.report_every_s:
+            _log.info("poet: %s pairs scored by the reference model on this worker (%.1f pairs/s)",
+                      f"{done:,}", done / max(now - started, 1e-9))  # fmt: skip
+            last = now
+        self._progress = (done, started, last)
 
     def load_model(self):
         from poet.trainer.reference import ReferenceScorer  # torch loads on the workers, only here
@@ -58,7 +74,9 @@ class _PairScoringHandler(ModelHandler):
         return ReferenceScorer(self.model)
 
     def run_inference(self, batch, scorer, inference_args=None):
-        return [_scored(rows, scorer) for rows in batch]
+        results = [_scored(rows, scorer) for rows in batch]
+        self._report(sum(len(rows) for rows in batch))
+        return results
 
     def get_num_bytes(self, batch) -> int:
         return sum(4 * (len(r.row["prompt_ids"]) + len(r.row["chosen_ids"]) + len(r.row["rejected_ids"]))

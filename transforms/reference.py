@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 REF_DTYPES = ("auto", "float32", "bfloat16", "float16", "float64")
-DEFAULT_BATCH_TOKENS = 16384
+DEFAULT_BATCH_TOKENS = 4096
 PER_TOKEN_BIN = 0.05
 """Width in nats of the bins of the per-token reference log-prob histograms."""
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
@@ -23,7 +23,9 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 class ReferenceModel:
     """A causal LM to score pairs with. ``dtype="auto"``: float32 on CPU, bfloat16 on a GPU.
 
-    ``batch_tokens`` bounds the padded tokens of one forward pass (chosen and rejected rows together).
+    ``batch_tokens`` bounds the padded tokens of one forward pass (chosen and rejected rows together); the
+    logits of a pass take ``batch_tokens × vocabulary × 4`` bytes, twice at the log-softmax (2 GB at 4096 tokens
+    and a 49k vocabulary), so raise it on a GPU with memory to spare.
     ``revision`` identifies the weights: a Hub commit, or ``sha256:…`` of the local weight files.
     """
 
