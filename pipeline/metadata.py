@@ -78,7 +78,7 @@ class WriteDatasetMetadata(beam.PTransform):
 
     ``repo_id`` (optional) names the dataset in the card's snippets: the Hub repo it
     will be published to, or its final path; unset, the card shows a placeholder.
-    ``reference`` (a ``ReferenceModel``) scored the rows; its ``{split: ReferenceStats}`` is the fourth input.
+    ``reference`` (a ``ReferenceModel``) scored the rows; its ``(split, ReferenceStats)`` are the fourth input.
     """
 
     def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None = None,
@@ -95,9 +95,8 @@ class WriteDatasetMetadata(beam.PTransform):
             shards | "TagShards" >> beam.Map(lambda shard: ("shard", shard)),
             dead_letter_files | "TagDeadLetters" >> beam.Map(lambda counted: ("dead_letters", counted)),
         ]
-        for scored in reference_stats:
-            parts.append(scored | "TagReference" >> beam.FlatMap(lambda by_split: (("reference", item)
-                                                                                  for item in by_split.items())))
+        for scored in reference_stats:  # (split, ReferenceStats) per split
+            parts.append(scored | "TagReference" >> beam.Map(lambda split_stats: ("reference", split_stats)))
         return (
             tuple(parts)
             | "Parts" >> beam.Flatten()

@@ -103,7 +103,7 @@ def _merged(stats) -> ReferenceStats:
 
 class ScoreReference(beam.PTransform):
     """Lists of ``PreparedRow`` → the same lists with ``ref_chosen_logps``/``ref_rejected_logps`` in each row;
-    tagged output ``stats``: one ``{split: ReferenceStats}`` dict (per-token log-prob distribution, what ran)."""
+    and ``(split, ReferenceStats)`` per split (per-token log-prob distribution, what ran)."""
 
     def __init__(self, model: ReferenceModel, model_copies: int | None = None):
         super().__init__()
@@ -115,6 +115,5 @@ class ScoreReference(beam.PTransform):
             scored
             | "StatsPerList" >> beam.Map(lambda result: (result[0][0].origin.split, result[1]))
             | "PerSplit" >> beam.CombinePerKey(_merged)
-            | "AsDict" >> beam.combiners.ToDict()
         )
         return scored | "Rows" >> beam.Map(lambda result: result[0]), stats

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from poet.pipeline.gather import Gather, Spread
 from poet.pipeline.metadata import file_sizes, write_metadata
 from poet.pipeline.output import check_output
 from poet.pipeline.pipeline import read_stats, run_staged
@@ -63,10 +64,12 @@ class _WriteScoredMetadata(beam.DoFn):
     def __init__(self, folder: str, document: dict, features, reference: ReferenceModel):
         self.folder, self.document, self.features, self.reference = folder, document, features, reference
 
-    def process(self, _, shards: list, reference_stats: dict):
+    def process(self, parts: list):
+        shards = [value for kind, value in parts if kind == "shard"]
+        scored = dict(value for kind, value in parts if kind == "reference")
         splits = list(self.document["splits"])
         sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
-        stats = {split: reference_stats.get(split, ReferenceStats()) for split in splits}
+        stats = {split: scored.get(split, ReferenceStats()) for split in splits}
         document = {**self.document, "shards": shard_entries(splits, shards, sizes),
                     "reference": reference_section(self.reference, stats)}  # fmt: skip
         write_metadata(self.folder, document, self.features)
@@ -87,7 +90,7 @@ class ScorePreparedDataset(beam.PTransform):
         rows, stats = (
             pbegin
             | "ListShards" >> beam.Create(self.shards)
-            | "SpreadShards" >> beam.Reshuffle()
+            | "SpreadShards" >> Spread(lambda shard: shard[2])
             | "ReadShards" >> beam.ParDo(_ReadShard(self.config.batch_size))
             | "ScoreReference" >> ScoreReference(self.config.reference, self.config.ref_model_copies)
         )
@@ -96,12 +99,14 @@ class ScorePreparedDataset(beam.PTransform):
             self.folder, splits, self.schema, options.get("num_shards"), options.get("max_shard_bytes") or 500 * 10**6
         )
         return (
-            pbegin
-            | "Once" >> beam.Create([None])
+            (
+                shards | "TagShards" >> beam.Map(lambda shard: ("shard", shard)),
+                stats | "TagReference" >> beam.Map(lambda split_stats: ("reference", split_stats)),
+            )
+            | "Parts" >> beam.Flatten()
+            | "AllParts" >> Gather()
             | "WriteMetadata" >> beam.ParDo(
-                _WriteScoredMetadata(self.folder, self.document, self.features, self.config.reference),
-                shards=beam.pvalue.AsList(shards),
-                reference_stats=beam.pvalue.AsSingleton(stats),
+                _WriteScoredMetadata(self.folder, self.document, self.features, self.config.reference)
             )
         )
 
