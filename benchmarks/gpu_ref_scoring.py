@@ -47,36 +47,39 @@ def main() -> int:
 
     from poet.pipeline.cli import main as poet
     from poet.trainer.reference import ReferenceScorer
+    from poet.transforms import contract
     from poet.transforms.reference import ReferenceModel
 
     work = Path(tempfile.mkdtemp(prefix="poet-gpu-"))
     prepared = work / "prepared"
     assert poet(["prepare", "--input", str(SAMPLE), "--tokenizer", str(TOKENIZER), "--output", str(prepared),
                  "--max-length", str(options.max_length)]) == 0  # fmt: skip
-    rows = pq.read_table(sorted((prepared / "data").glob("*.parquet"))[0],
-                         columns=["prompt_ids", "chosen_ids", "rejected_ids"]).to_pylist()  # fmt: skip
-    tokens = sum(2 * len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
+    token_ids = [column.name for column in contract.TOKEN_COLUMNS]  # prompt, chosen, rejected
+    shard = sorted(prepared.glob(contract.split_shards_prefix("train") + "*"))[0]
+    columns = pq.read_table(shard, columns=token_ids).to_pydict()
+    columns = [columns[name] for name in token_ids]
+    pairs = len(columns[0])
+    tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(*columns))
 
     model = ReferenceModel(str(model_dir), gguf, options.dtype, options.batch_tokens)
     scorer = ReferenceScorer(model)
-    columns = [[r[c] for r in rows] for c in ("prompt_ids", "chosen_ids", "rejected_ids")]
     scorer.score(*(c[:64] for c in columns))  # warm-up: CUDA context, kernels
     torch.cuda.synchronize()
     start = time.perf_counter()
-    for begin in range(0, len(rows), 256):  # the pipeline's chunks (--batch-size 256)
+    for begin in range(0, pairs, 256):  # the pipeline's chunks (--batch-size 256)
         scorer.score(*(c[begin : begin + 256] for c in columns))
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     print(f"device {torch.cuda.get_device_name()}, {scorer.used}, model {gguf}, batch {options.batch_tokens} tokens")
-    print(f"scorer alone: {len(rows)} pairs, {tokens:,} tokens in {seconds:.2f} s: "
-          f"{len(rows) / seconds:,.0f} pairs/s, {tokens / seconds:,.0f} tokens/s")  # fmt: skip
+    print(f"scorer alone: {pairs} pairs, {tokens:,} tokens in {seconds:.2f} s: "
+          f"{pairs / seconds:,.0f} pairs/s, {tokens / seconds:,.0f} tokens/s")  # fmt: skip
 
     start = time.perf_counter()
     assert poet(["score", str(prepared), "--ref-model", str(model_dir), "--ref-gguf-file", gguf,
                  "--ref-dtype", options.dtype, "--ref-batch-tokens", str(options.batch_tokens),
                  "--output", str(work / "scored")]) == 0  # fmt: skip
     seconds = time.perf_counter() - start
-    print(f"poet score end to end: {seconds:.1f} s: {len(rows) / seconds:,.0f} pairs/s, {tokens / seconds:,.0f} tokens/s")
+    print(f"poet score end to end: {seconds:.1f} s: {pairs / seconds:,.0f} pairs/s, {tokens / seconds:,.0f} tokens/s")
     return 0
 
 

@@ -3,8 +3,9 @@
 
 All three scorers get the same ``PAIRS`` pairs of the prepared (POET-truncated) 1x sample and the benchmark's
 tiny Llama (:func:`benchmarks.training.tiny_model`), float32 on CPU, each in its own fresh process (imports not
-timed). Time: scoring only (the pipeline: the whole ``poet score`` run, Beam start-up, reading and writing shards
-included; the trainer: its precompute stage; TRL: ``DPOTrainer._precompute_ref_logps``). Tokens: the
+timed). Time: scoring (the pipeline: the whole ``poet score`` run, loading the model, Beam start-up, reading and
+writing shards included; the trainer: its precompute stage, model loaded; TRL: ``DPOTrainer._precompute_ref_logps``,
+model loaded). Tokens: the
 non-padding tokens of both sequences of every pair, the same count for all.
 
 Memory: ``poet train --loss dpo`` for ``STEPS`` steps on the same pairs, once on shards carrying the columns (one
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 from benchmarks.data import WORK
+from benchmarks.training import TOKEN_IDS
+from poet.transforms import contract
 
 PAIRS = 512
 BATCH = 8  # pairs per forward pass for the trainer and TRL (their defaults follow the training batch size)
@@ -33,30 +36,35 @@ def _subset_folder(data: str) -> Path:
     import pyarrow.parquet as pq
 
     folder = WORK / "reference-subset"
-    if (folder / "stats.json").exists():
+    if (folder / contract.STATS_FILE).exists():
         return folder
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    (partial / "data").mkdir(parents=True)
-    table = pq.read_table(sorted(Path(data, "data").glob("train-*.parquet"))[0])
-    longest = pc.max_element_wise(pc.list_value_length(table["chosen_ids"]), pc.list_value_length(table["rejected_ids"]))
-    table = table.filter(pc.less_equal(pc.add(table["prompt_length"], longest), MAX_LENGTH)).slice(0, PAIRS)
-    name = "data/train-00000-of-00001.parquet"
+    (partial / contract.DATA_DIR).mkdir(parents=True)
+    table = pq.read_table(_shard(Path(data)))
+    prompt, chosen, rejected = (table[name] for name in TOKEN_IDS)
+    longest = pc.max_element_wise(pc.list_value_length(chosen), pc.list_value_length(rejected))
+    table = table.filter(pc.less_equal(pc.add(pc.list_value_length(prompt), longest), MAX_LENGTH)).slice(0, PAIRS)
+    name = contract.shard_file("train", 0, 1)
     pq.write_table(table, partial / name)
-    document = json.loads(Path(data, "stats.json").read_text())
+    document = json.loads(Path(data, contract.STATS_FILE).read_text())
     document["splits"] = {"train": document["splits"]["train"]}  # (length statistics of the whole sample)
     document["shards"] = {"train": [{"file": name, "num_rows": table.num_rows, "num_bytes": None, "file_size": None}]}
-    (partial / "stats.json").write_text(json.dumps(document))
+    (partial / contract.STATS_FILE).write_text(json.dumps(document))
     partial.rename(folder)
     return folder
+
+
+def _shard(data: Path) -> Path:
+    return sorted(data.glob(contract.split_shards_prefix("train") + "*"))[0]
 
 
 def _tokens(data: Path) -> tuple[int, int]:
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(sorted((data / "data").glob("*.parquet"))[0],
-                         columns=["prompt_ids", "chosen_ids", "rejected_ids"]).to_pylist()  # fmt: skip
-    return len(rows), sum(2 * len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
+    columns = pq.read_table(_shard(data), columns=list(TOKEN_IDS)).to_pydict()
+    prompt, chosen, rejected = (columns[name] for name in TOKEN_IDS)
+    return len(prompt), sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(prompt, chosen, rejected))
 
 
 def score_pipeline(args: dict) -> dict:
@@ -92,8 +100,8 @@ def score_trainer(args: dict) -> dict:
     accelerator = Accelerator(cpu=True)
     pairs = load_pairs(args["data"], "train")
     pad_id = pad_token_id(load_tokenizer(args["model"]))
-    start = time.perf_counter()
     reference = load_reference(args["model"], "float32", None, accelerator.device)
+    start = time.perf_counter()
     _with_reference_logps(pairs, np.arange(len(pairs)), reference, config, accelerator, pad_id, "train")
     seconds = time.perf_counter() - start
     pairs_n, tokens = _tokens(Path(args["data"]))
@@ -113,13 +121,14 @@ def score_trl(args: dict) -> dict:
 
     disable_progress_bars()
     data = Path(args["data"])
-    table = pq.read_table(sorted((data / "data").glob("*.parquet"))[0], columns=["prompt_ids", "chosen_ids", "rejected_ids"])
-    dataset = Dataset.from_list(table.to_pylist())
+    dataset = Dataset.from_list(pq.read_table(_shard(data), columns=list(TOKEN_IDS)).to_pylist())
 
     class PreparedDPOTrainer(DPOTrainer):
         def _prepare_dataset(self, dataset, *_, **__):
             return dataset
 
+    # Built without precompute (TRL then loads and prepares its frozen reference), then its precompute pass is
+    # timed alone: what `precompute_ref_log_probs=True` runs inside the constructor.
     config = DPOConfig(output_dir=args["output"], per_device_train_batch_size=BATCH, max_length=None, use_cpu=True,
                        report_to=[], disable_tqdm=True, precompute_ref_log_probs=False)  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(args["model"])
@@ -127,7 +136,6 @@ def score_trl(args: dict) -> dict:
     trainer = PreparedDPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     trainer._precompute_model_hash = "benchmark"
     start = time.perf_counter()
-    trainer.ref_model = AutoModelForCausalLM.from_pretrained(args["model"], dtype=torch.float32).eval()
     trainer._precompute_ref_logps(dataset, "train", BATCH)
     seconds = time.perf_counter() - start
     pairs, tokens = _tokens(data)

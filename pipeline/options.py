@@ -11,6 +11,7 @@ import argparse
 import re
 from dataclasses import dataclass
 
+from poet.transforms.contract import REF_COLUMN_NAMES
 from poet.transforms.errors import UserError
 from poet.transforms.formats import FORMATS
 from poet.transforms.hub_ids import is_repo_id
@@ -129,7 +130,7 @@ def add_reference_arguments(parser: argparse.ArgumentParser, required: bool = Fa
     ref = parser.add_argument_group("reference log-probs (DPO without a reference model at training time)")
     ref.add_argument("--ref-model", metavar="PATH_OR_ID", default=None, required=required,
                      help="causal LM whose summed log-probs of each stored completion go into the columns "
-                          "ref_chosen_logps/ref_rejected_logps (local folder, or Hub id)")
+                          f"{'/'.join(REF_COLUMN_NAMES)} (local folder, or Hub id)")
     ref.add_argument("--ref-gguf-file", default=None, help="GGUF file in the --ref-model folder to load (dequantised)")
     ref.add_argument("--ref-dtype", choices=REF_DTYPES, default="auto",
                      help="dtype of the reference weights; auto: float32 on CPU, bfloat16 on a GPU")
