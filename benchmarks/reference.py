@@ -160,7 +160,7 @@ def dpo_memory(args: dict) -> dict:
     start = time.perf_counter()
     train(config)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "baseline_rss_mb": baseline["peak_rss_mb"], **_rss_mb()}
+    return {"seconds": seconds, "baseline_rss_mb": baseline["maxrss_self_mb"], **_rss_mb()}
 
 
 def compare(options, data: Path, model: Path, measure) -> dict:
