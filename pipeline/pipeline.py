@@ -52,7 +52,8 @@ class PrepareDataset(beam.PTransform):
 
     def expand(self, pbegin):
         config = self.config
-        features = preference_features(conversational=self.plan.conversational, include_text=config.include_text)
+        features = preference_features(conversational=self.plan.conversational, include_text=config.include_text,
+                                       reference=config.reference is not None)
         settings = PrepareSettings(
             format=config.format,
             conversational=self.plan.conversational,

@@ -148,7 +148,8 @@ def run(config: ScoreConfig, beam_args: list[str]) -> dict:
 
     options = PipelineOptions(beam_args)
     return run_staged(
-        config.output, choose_runner(options, len(shards)), options, f"poet score: {len(shards)} shard(s) of {config.source}",
+        config.output, config.overwrite, choose_runner(options, len(shards)), options,
+        f"poet score: {len(shards)} shard(s) of {config.source}",
         lambda staging: "ScorePreparedDataset" >> ScorePreparedDataset(
             config, shards, document, features.arrow_schema, features, staging
         ),

@@ -165,15 +165,15 @@ def test_reference_model_problems_are_one_line(hh_subset, tiny_model, tmp_path, 
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (name, err)
 
 
-def test_prepare_without_ref_model_loads_no_scoring_code(hh_subset, tmp_path):
-    """The scoring stage (Beam's RunInference imports torch) and the scoring code load only with --ref-model."""
+def test_prepare_without_ref_model_loads_no_scoring_code_nor_torch(hh_subset, tmp_path):
+    """torch, the scoring stage (Beam's RunInference imports torch) and the scoring code load only with --ref-model."""
     import subprocess
 
     code = (
         "import sys; from poet.pipeline.cli import main; "
         f"assert main(['prepare'] + {prepare_args(hh_subset)!r} + ['--output', {str(tmp_path / 'out')!r}]) == 0; "
-        "print(sorted(m for m in sys.modules if m.startswith(('poet.trainer.reference', 'poet.trainer.logps', 'poet.pipeline.reference', "
-        "'apache_beam.ml'))))"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('poet.trainer.reference', "
+        "'poet.trainer.logps', 'poet.pipeline.reference', 'apache_beam.ml'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
