@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks.data import WORK
 from benchmarks.training import TOKEN_IDS
+from benchmarks.usage import rss_mb
 from poet.transforms import contract
 
 PAIRS = 512
@@ -72,7 +73,6 @@ def score_pipeline(args: dict) -> dict:
     import torch  # noqa: F401 - imports are not timed
 
     import poet.pipeline.reference  # noqa: F401
-    from benchmarks.workloads import _rss_mb
     from poet.pipeline.cli import main
 
     shutil.rmtree(args["output"], ignore_errors=True)
@@ -80,7 +80,7 @@ def score_pipeline(args: dict) -> dict:
     assert main(["score", args["data"], "--ref-model", args["model"], "--output", args["output"]]) == 0
     seconds = time.perf_counter() - start
     pairs, tokens = _tokens(Path(args["data"]))
-    return {"seconds": seconds, "pairs": pairs, "tokens": tokens, **_rss_mb()}
+    return {"seconds": seconds, "pairs": pairs, "tokens": tokens, **rss_mb()}
 
 
 def score_trainer(args: dict) -> dict:
@@ -89,7 +89,6 @@ def score_trainer(args: dict) -> dict:
     import numpy as np
     from accelerate import Accelerator
 
-    from benchmarks.workloads import _rss_mb
     from poet.trainer.config import TrainConfig
     from poet.trainer.data import load_pairs
     from poet.trainer.model import load_reference, load_tokenizer, pad_token_id
@@ -105,7 +104,7 @@ def score_trainer(args: dict) -> dict:
     _with_reference_logps(pairs, np.arange(len(pairs)), reference, config, accelerator, pad_id, "train")
     seconds = time.perf_counter() - start
     pairs_n, tokens = _tokens(Path(args["data"]))
-    return {"seconds": seconds, "pairs": pairs_n, "tokens": tokens, **_rss_mb()}
+    return {"seconds": seconds, "pairs": pairs_n, "tokens": tokens, **rss_mb()}
 
 
 def score_trl(args: dict) -> dict:
@@ -117,7 +116,6 @@ def score_trl(args: dict) -> dict:
     from trl import DPOConfig
     from trl.trainer.dpo_trainer import DPOTrainer
 
-    from benchmarks.workloads import _rss_mb
 
     disable_progress_bars()
     data = Path(args["data"])
@@ -139,18 +137,17 @@ def score_trl(args: dict) -> dict:
     trainer._precompute_ref_logps(dataset, "train", BATCH)
     seconds = time.perf_counter() - start
     pairs, tokens = _tokens(data)
-    return {"seconds": seconds, "pairs": pairs, "tokens": tokens, **_rss_mb()}
+    return {"seconds": seconds, "pairs": pairs, "tokens": tokens, **rss_mb()}
 
 
 def dpo_memory(args: dict) -> dict:
     """``poet train --loss dpo`` for ``STEPS`` steps; ``baseline_rss_mb``: the RSS once everything is imported."""
     import argparse
 
-    from benchmarks.workloads import _rss_mb
     from poet.trainer.cli import add_arguments, config_from_args
     from poet.trainer.train import train
 
-    baseline = _rss_mb()
+    baseline = rss_mb()
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     config = config_from_args(parser.parse_args([
@@ -160,7 +157,7 @@ def dpo_memory(args: dict) -> dict:
     start = time.perf_counter()
     train(config)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "baseline_rss_mb": baseline["maxrss_self_mb"], **_rss_mb()}
+    return {"seconds": seconds, "baseline_rss_mb": baseline["maxrss_self_mb"], **rss_mb()}
 
 
 def compare(options, data: Path, model: Path, measure) -> dict:
