@@ -19,9 +19,10 @@ from poet.transforms.hub_licenses import check_license
 from poet.transforms.reference import DEFAULT_BATCH_TOKENS, REF_DTYPES, ReferenceModel
 
 DEFAULT_MAX_LENGTH = 2048
-DEFAULT_MAX_SHARD_SIZE = "500MB"
 RESERVED_SPLITS = ("all",)  # datasets.Split.ALL: load_dataset(split="all") means every split
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+DEFAULT_MAX_SHARD_SIZE = "500MB"  # as --max-shard-size shows it, like datasets' push_to_hub
+DEFAULT_MAX_SHARD_BYTES = 500 * _UNITS["MB"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class PrepareConfig:
     max_prompt_length: int | None = None
     poet: bool = True
     num_shards: int | None = None
-    max_shard_bytes: int = 500 * 10**6
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
     include_text: bool = True
     overwrite: bool = False
     license: str | None = None

@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from poet.pipeline.gather import Gather, Spread
 from poet.pipeline.metadata import file_sizes, write_metadata
+from poet.pipeline.options import DEFAULT_MAX_SHARD_BYTES
 from poet.pipeline.output import check_output
 from poet.pipeline.pipeline import read_stats, run_staged
 from poet.pipeline.read import RowBatch
@@ -28,7 +29,7 @@ from poet.transforms.prepare import PreparedRow, RowOrigin
 from poet.transforms.reference import ReferenceModel, ReferenceStats, reference_section
 from poet.pipeline.runners import choose_runner
 from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
-from poet.transforms.contract import STATS_FILE
+from poet.transforms.contract import STATS_FILE, RunDescription
 from poet.transforms.schema import preference_features
 from poet.transforms.stats_file import shard_entries
 
@@ -86,7 +87,7 @@ class ScorePreparedDataset(beam.PTransform):
         self.schema, self.features, self.folder = schema, features, folder
 
     def expand(self, pbegin):
-        options = self.document.get("run", {}).get("options", {})
+        options = RunDescription.from_json(self.document.get("run")).options
         rows, stats = (
             pbegin
             | "ListShards" >> beam.Create(self.shards)
@@ -96,7 +97,7 @@ class ScorePreparedDataset(beam.PTransform):
         )
         splits = sorted(self.document["splits"])
         shards = rows | "WriteShards" >> WriteShards(
-            self.folder, splits, self.schema, options.get("num_shards"), options.get("max_shard_bytes") or 500 * 10**6
+            self.folder, splits, self.schema, options.num_shards, options.max_shard_bytes or DEFAULT_MAX_SHARD_BYTES
         )
         return (
             (
@@ -132,18 +133,15 @@ def run(config: ScoreConfig, beam_args: list[str]) -> dict:
               for split, entries in sorted(document.get("shards", {}).items()) for index, entry in enumerate(entries)]
     if not shards:
         raise UserError(f"{config.source} has no shards to score")
-    run_description = document.get("run", {})
-    features = preference_features(conversational=bool(run_description.get("conversational")),
-                                   include_text=run_description.get("options", {}).get("include_text", True),
-                                   reference=True)  # fmt: skip
+    run = RunDescription.from_json(document.get("run"))
+    features = preference_features(conversational=bool(run.conversational), include_text=run.options.include_text,
+                                   reference=True)
     with FileSystems.open(shards[0][2]) as handle:
         source_columns = set(pq.read_schema(handle).names) - set(REF_COLUMNS)
     if source_columns != set(features) - set(REF_COLUMNS):
         raise UserError(f"the shards of {config.source} do not have the columns `poet prepare` writes "
                         f"({', '.join(sorted(source_columns ^ (set(features) - set(REF_COLUMNS))))} differ)")
-    vocabulary = document.get("run", {}).get("tokenizer", {}).get("vocab_size")
-    max_length = _longest_sequence(document)
-    reference = check_reference_model(config.reference, vocabulary, max_length)
+    reference = check_reference_model(config.reference, run.tokenizer.vocab_size, _longest_sequence(document, run))
     config = dataclasses.replace(config, reference=reference)
 
     options = PipelineOptions(beam_args)
@@ -156,11 +154,10 @@ def run(config: ScoreConfig, beam_args: list[str]) -> dict:
     )
 
 
-def _longest_sequence(document: dict) -> int | None:
+def _longest_sequence(document: dict, run: RunDescription) -> int | None:
     """An upper bound of prompt + completion tokens in the folder: its max-length option, else the longest lengths."""
-    max_length = document.get("run", {}).get("options", {}).get("max_length")
-    if max_length:
-        return max_length
+    if run.options.max_length:
+        return run.options.max_length
     lengths = document.get("overall", {}).get("lengths", {})
     try:
         return lengths["prompt"]["max"] + max(lengths["chosen"]["max"], lengths["rejected"]["max"])

@@ -89,3 +89,9 @@ def test_a_prepared_folder_has_the_contract_layout(prepared_sample):
     assert shards and files == {contract.CARD_FILE, contract.STATS_FILE, contract.MANIFEST_FILE,
                                 contract.dead_letter_file("train"),
                                 *(contract.plot_file("train", kind) for kind in contract.PLOT_KINDS), *shards}
+
+
+def test_the_default_shard_size_is_one_number():
+    from poet.pipeline.options import DEFAULT_MAX_SHARD_BYTES, DEFAULT_MAX_SHARD_SIZE, PrepareConfig, parse_size
+
+    assert parse_size(DEFAULT_MAX_SHARD_SIZE) == DEFAULT_MAX_SHARD_BYTES == PrepareConfig.max_shard_bytes
