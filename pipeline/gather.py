@@ -30,6 +30,36 @@ class Gather(beam.PTransform):
         )
 
 
+class GatherTagged(beam.PTransform):
+    """``{tag: PCollection}`` → exactly one ``{tag: [elements]}`` on one worker (every tag present, even when empty).
+
+    The side-input-free way to bring several results together for a last step
+    that must wait for all of them (the Dask runner computes only what the last
+    step depends on).
+    """
+
+    def expand(self, pcolls: dict):
+        pipeline = next(iter(pcolls.values())).pipeline
+        tags = list(pcolls)
+        tagged = [pipeline | "Once" >> beam.Create([(None, None)])]  # so even empty inputs give one dict
+        tagged += [pcoll | f"Tag {tag}" >> beam.Map(lambda element, tag: (tag, element), tag)
+                   for tag, pcoll in pcolls.items()]
+        return (
+            tuple(tagged)
+            | "Merge" >> beam.Flatten()
+            | "All" >> Gather()
+            | "ByTag" >> beam.Map(_by_tag, tags)
+        )
+
+
+def _by_tag(parts: list, tags: list) -> dict:
+    grouped = {tag: [] for tag in tags}
+    for tag, element in parts:
+        if tag is not None:
+            grouped[tag].append(element)
+    return grouped
+
+
 class Spread(beam.PTransform):
     """The same elements, redistributed over the workers by ``key`` (distinct keys spread best)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from poet.pipeline.gather import Gather
+from poet.pipeline.gather import GatherTagged
 from poet.transforms.contract import CARD_FILE, STATS_FILE, RunDescription
 from poet.transforms.reference import ReferenceStats, reference_section
 from poet.transforms.stats import LengthStats
@@ -53,14 +53,14 @@ class _WriteMetadata(beam.DoFn):
         self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
         self.reference = reference
 
-    def process(self, parts: list):
-        stats = dict(value for kind, value in parts if kind == "stats")
-        shards = [value for kind, value in parts if kind == "shard"]
+    def process(self, parts: dict):
+        stats = dict(parts["stats"])
+        shards = parts["shard"]
         split_stats = {split: stats.get(split, LengthStats()) for split in self.splits}
         sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
         document = build_stats_document(split_stats, shards, self.run, sizes)
         if self.reference is not None:
-            scored = dict(value for kind, value in parts if kind == "reference")
+            scored = dict(parts["reference"])
             document["reference"] = reference_section(
                 self.reference, {split: scored.get(split, ReferenceStats()) for split in self.splits}
             )
@@ -89,18 +89,11 @@ class WriteDatasetMetadata(beam.PTransform):
 
     def expand(self, pcolls):
         stats, shards, dead_letter_files, *reference_stats = pcolls
-        parts = [
-            stats.pipeline | "Once" >> beam.Create([("run", None)]),  # so an empty run still gets its files
-            stats | "TagStats" >> beam.Map(lambda split_stats: ("stats", split_stats)),
-            shards | "TagShards" >> beam.Map(lambda shard: ("shard", shard)),
-            dead_letter_files | "TagDeadLetters" >> beam.Map(lambda counted: ("dead_letters", counted)),
-        ]
-        for scored in reference_stats:  # (split, ReferenceStats) per split
-            parts.append(scored | "TagReference" >> beam.Map(lambda split_stats: ("reference", split_stats)))
+        parts = {"stats": stats, "shard": shards, "dead_letters": dead_letter_files}
+        parts.update({"reference": scored for scored in reference_stats})  # (split, ReferenceStats) per split
         return (
-            tuple(parts)
-            | "Parts" >> beam.Flatten()
-            | "AllParts" >> Gather()
+            parts
+            | "AllParts" >> GatherTagged()
             | "Write" >> beam.ParDo(_WriteMetadata(self.folder, self.splits, self.run, self.features, self.repo_id,
                                                    self.reference))
         )

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from poet.pipeline.gather import Gather, Spread
+from poet.pipeline.gather import GatherTagged, Spread
 from poet.pipeline.metadata import file_sizes, write_metadata
 from poet.pipeline.options import DEFAULT_MAX_SHARD_BYTES
 from poet.pipeline.output import check_output
@@ -65,9 +65,9 @@ class _WriteScoredMetadata(beam.DoFn):
     def __init__(self, folder: str, document: dict, features, reference: ReferenceModel):
         self.folder, self.document, self.features, self.reference = folder, document, features, reference
 
-    def process(self, parts: list):
-        shards = [value for kind, value in parts if kind == "shard"]
-        scored = dict(value for kind, value in parts if kind == "reference")
+    def process(self, parts: dict):
+        shards = parts["shard"]
+        scored = dict(parts["reference"])
         splits = list(self.document["splits"])
         sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
         stats = {split: scored.get(split, ReferenceStats()) for split in splits}
@@ -100,12 +100,8 @@ class ScorePreparedDataset(beam.PTransform):
             self.folder, splits, self.schema, options.num_shards, options.max_shard_bytes or DEFAULT_MAX_SHARD_BYTES
         )
         return (
-            (
-                shards | "TagShards" >> beam.Map(lambda shard: ("shard", shard)),
-                stats | "TagReference" >> beam.Map(lambda split_stats: ("reference", split_stats)),
-            )
-            | "Parts" >> beam.Flatten()
-            | "AllParts" >> Gather()
+            {"shard": shards, "reference": stats}
+            | "AllParts" >> GatherTagged()
             | "WriteMetadata" >> beam.ParDo(
                 _WriteScoredMetadata(self.folder, self.document, self.features, self.config.reference)
             )
