@@ -17,43 +17,51 @@ import time
 from benchmarks.usage import cpu_seconds, rss_mb
 
 
-def prepare(args: dict) -> dict:
-    """``poet prepare`` as a user runs it: this whole process is timed from outside, imports included.
+def prepare(args: dict) -> None:
+    """``poet prepare`` as a user runs it: this whole process is timed from outside, imports and exit included.
 
+    It ends the way the ``poet`` command of the code under test ends (its
+    ``console`` entry point, or ``sys.exit(main())`` for a baseline older than
+    it), so it never returns: ``RESULT`` is printed by an exit handler.
     ``args["code"]`` is the folder the ``poet`` modules must come from (this
     checkout, or a baseline's copy put first on ``PYTHONPATH``): checked after the
     run, so a benchmark can never compare a checkout with itself by mistake.
     ``args["stats_file"]`` names the statistics file (the launcher's contract:
     a baseline may predate ``poet.transforms.contract``).
     """
+    import atexit
     from pathlib import Path
 
-    from poet.pipeline.cli import main as poet_main
+    from poet.pipeline import cli
 
     argv = ["prepare", "--input", args["input"], "--tokenizer", args["tokenizer"], "--output", args["output"],
             "--overwrite", *args.get("extra", [])]
-    with open(os.devnull, "w") as quiet:  # the summary table: not what is measured
-        saved, sys.stdout = sys.stdout, quiet
-        try:
-            code = poet_main(argv)
-        finally:
-            sys.stdout = saved
-    if code:
-        raise SystemExit(f"poet prepare exited with {code}")
-    imported_from = Path(sys.modules["poet.pipeline.cli"].__file__).resolve()
-    if args.get("code") and not imported_from.is_relative_to(Path(args["code"]).resolve()):
-        raise SystemExit(f"poet was imported from {imported_from}, not from {args['code']}")
-    document = json.loads((Path(args["output"]) / args["stats_file"]).read_text(encoding="utf-8"))
-    splits = document["splits"]
-    return {
-        "pairs": sum(s["pairs"] for s in splits.values()),
-        "read": sum(s["read"] for s in splits.values()),
-        "training_tokens": document["overall"].get("training_tokens"),
-        "imported_from": str(imported_from.parent),
-        "torch_imported": "torch" in sys.modules,
-        "cpu_seconds": cpu_seconds(),
-        **rss_mb(),
-    }
+    real_stdout = sys.stdout
+
+    def report() -> None:
+        sys.stdout = real_stdout
+        imported_from = Path(cli.__file__).resolve()
+        if args.get("code") and not imported_from.is_relative_to(Path(args["code"]).resolve()):
+            print(f"poet was imported from {imported_from}, not from {args['code']}", file=sys.stderr)
+            return
+        document = json.loads((Path(args["output"]) / args["stats_file"]).read_text(encoding="utf-8"))
+        splits = document["splits"]
+        _print_result({
+            "pairs": sum(s["pairs"] for s in splits.values()),
+            "read": sum(s["read"] for s in splits.values()),
+            "training_tokens": document["overall"].get("training_tokens"),
+            "imported_from": str(imported_from.parent),
+            "torch_imported": "torch" in sys.modules,
+            "cpu_seconds": cpu_seconds(),
+            **rss_mb(),
+        })
+
+    atexit.register(report)
+    sys.argv = ["poet", *argv]
+    sys.stdout = open(os.devnull, "w")  # the summary table: not what is measured
+    if hasattr(cli, "console"):
+        cli.console()
+    sys.exit(cli.main())
 
 
 def _texts(pairs, tokenizer) -> list[str]:
@@ -146,6 +154,10 @@ def main() -> None:
         result = getattr(reference, name)(args)
     else:
         result = WORKLOADS[name](args)
+    _print_result(result)
+
+
+def _print_result(result: dict) -> None:
     sys.stdout.flush()
     print("RESULT " + json.dumps(result), flush=True)
 

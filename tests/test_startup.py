@@ -99,3 +99,30 @@ BEFORE = {"25.0.1": {"train-00000-of-00001.parquet":
 def test_shards_are_byte_identical_to_before(prepared_sample):
     written = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (prepared_sample / DATA_DIR).iterdir()}
     assert written == BEFORE[pyarrow.__version__]
+
+
+def test_the_poet_command_ends_without_teardown_but_with_its_output_and_exit_handlers(tmp_path):
+    """``console`` (the ``poet`` script) leaves with ``os._exit``: what it printed to a pipe (block-buffered)
+    still arrives, exit handlers still run, and the exit status is main's."""
+    from importlib.metadata import entry_points
+
+    assert entry_points(group="console_scripts")["poet"].value == "poet.pipeline.cli:console"
+    rows = tmp_path / "rows.jsonl"
+    with gzip.open(HH_SAMPLE, "rt", encoding="utf-8") as handle:
+        rows.write_text("".join(line for _, line in zip(range(8), handle)), encoding="utf-8")
+
+    def poet(*argv: str) -> subprocess.CompletedProcess:
+        script = ("import atexit, sys; atexit.register(print, 'exit handlers ran'); "
+                  f"sys.argv = ['poet', *{list(argv)!r}]; from poet.pipeline.cli import console; console()")
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+
+    out = tmp_path / "out"
+    done = poet("prepare", "--input", str(rows), "--tokenizer", str(SMOLLM2), "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == [f"wrote {out}", "exit handlers ran"]
+    assert (out / STATS_FILE).exists()
+    failed = poet("prepare", "--input", str(rows), "--tokenizer", str(SMOLLM2), "--output", str(out),
+                  "--max-lenght", "64")
+    assert failed.returncode == 2 and failed.stdout == "exit handlers ran\n"
+    assert failed.stderr.strip().splitlines()[-1].startswith("poet prepare: error:")
