@@ -10,6 +10,8 @@ checks the result against TRL on every bundled tokenizer.
 
 from __future__ import annotations
 
+import json
+
 # Normalizers and pre-tokenizers that work on each piece of text between two
 # added tokens without looking at its neighbours. Metaspace is the one that
 # looks at where a piece starts (``prepend_scheme: first`` prepends only at
@@ -49,6 +51,11 @@ def _component_types(config) -> set[str]:
     return types
 
 
+def _config(component) -> dict | None:
+    """A normalizer's or pre-tokenizer's JSON, as in ``tokenizer.json`` (without serialising the whole vocabulary)."""
+    return None if component is None else json.loads(component.__getstate__())
+
+
 def split_safe_tokens(tokenizer) -> tuple[str, ...]:
     """Added tokens ``t`` such that ``encode(a + t + b) == encode(a) + encode(t + b)`` for any texts ``a``, ``b``.
 
@@ -67,17 +74,14 @@ def split_safe_tokens(tokenizer) -> tuple[str, ...]:
     with other normalizers or pre-tokenizers, or that encode special tokens as
     text, get no shortcut.
     """
-    import json
-
     if getattr(tokenizer, "split_special_tokens", False):
         return ()
     backend = rust_backend(tokenizer)
     if backend is None or backend.encode_special_tokens:
         return ()
-    config = json.loads(backend.to_str())
-    if not _component_types(config.get("normalizer")) <= _PIECEWISE_NORMALIZERS:
+    if not _component_types(_config(backend.normalizer)) <= _PIECEWISE_NORMALIZERS:
         return ()
-    if not _component_types(config.get("pre_tokenizer")) <= _PIECEWISE_PRE_TOKENIZERS:
+    if not _component_types(_config(backend.pre_tokenizer)) <= _PIECEWISE_PRE_TOKENIZERS:
         return ()
     added = list(backend.get_added_tokens_decoder().values())
     raw = [token.content for token in added if not token.normalized]
@@ -120,10 +124,12 @@ class ChatRenderer:
     fields and drops ``None`` values before rendering its cached, compiled
     template with ``tools=None, documents=None`` and the special tokens; our
     messages are already plain ``{"role": str, "content": str}`` dicts, so
-    rendering the same compiled template with the same variables gives the
-    same text. Each render also skips what ``Template.render`` redoes every
-    time: flattening the template's globals (a ``ChainMap``) into the context.
-    Falls back to ``apply_chat_template`` when those internals move.
+    rendering the same template source in the same sandbox with the same
+    variables gives the same text. Each render also skips what
+    ``Template.render`` redoes every time: flattening the template's globals
+    (a ``ChainMap``) into the context. The sandbox stays, with its attribute
+    checks answered once per class (see :class:`_SafeAttributeMemo`). Falls
+    back to ``apply_chat_template`` when those internals move.
     """
 
     def __init__(self, template, variables: dict):
@@ -142,7 +148,7 @@ class ChatRenderer:
 
             source = tokenizer.get_chat_template(None, None)
             variables = _plain_template_data(dict(tokenizer.special_tokens_map))
-            template = _compile_jinja_template(source)
+            template = _SafeAttributeMemo.compile(_compile_jinja_template(source).environment, source)
             renderer = cls(template, variables)
             renderer.render([[{"role": "user", "content": "hi"}]], True)  # the internals used are all there
         except Exception:  # noqa: BLE001 - any change in transformers' or jinja's internals: use the public API
@@ -165,6 +171,44 @@ class ChatRenderer:
         except Exception:
             environment.handle_exception()  # re-raises, as Template.render does
         return out
+
+
+class _SafeAttributeMemo:
+    """jinja's sandbox check ``is_safe_attribute(obj, attr, value)``, answered once per ``(type(obj), attr)``.
+
+    A chat template asks it on every attribute it reads (``loop.first``,
+    ``message.content``...), a third of a render. In jinja's own
+    ``SandboxedEnvironment`` and ``ImmutableSandboxedEnvironment`` the answer
+    depends only on the attribute's name and on ``isinstance`` tests of
+    ``obj``, that is on its class, so remembering it per class changes no
+    answer: a template refused an attribute is still refused it. Objects that
+    report another ``__class__`` than their type are asked every time.
+    """
+
+    def __init__(self, check):
+        self.check, self.known = check, {}
+
+    @classmethod
+    def compile(cls, environment, source: str):
+        """``source`` compiled in an overlay of ``environment`` (same settings, filters, globals, extensions)
+        whose check is memoized; with any other sandbox class, in ``environment`` as it is."""
+        from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+
+        if type(environment) not in (SandboxedEnvironment, ImmutableSandboxedEnvironment):
+            return environment.from_string(source)
+        overlay = environment.overlay()
+        overlay.is_safe_attribute = cls(overlay.is_safe_attribute)
+        return overlay.from_string(source)
+
+    def __call__(self, obj, attr: str, value) -> bool:
+        kind = type(obj)
+        if obj.__class__ is not kind:
+            return self.check(obj, attr, value)
+        try:
+            return self.known[kind, attr]
+        except KeyError:
+            safe = self.known[kind, attr] = self.check(obj, attr, value)
+            return safe
 
 
 _PLAIN_KEYS = frozenset(("role", "content"))
