@@ -119,3 +119,64 @@ def test_the_max_length_mark_is_on_prompt_plus_completion():
     stats = document_of(pairs)["splits"]["train"]
     assert stats["histograms"]["sequence"] == [[200 + c, 1] for c in range(30, 400, 5)]
     assert lengths_png("train", stats, max_length=400) != lengths_png("train", stats, max_length=None)
+
+
+def _layout_problems(figure) -> list[str]:
+    """What is wrong with a drawn figure's layout: a panel (with its ticks, labels, title and legend) or a
+    figure-level text outside the figure, or two panels running into each other."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    page = figure.bbox
+    panels = [(f"panel {axes.get_title() or axes.get_ylabel()!r}", axes.get_tightbbox(renderer))
+              for axes in figure.axes if axes.get_visible()]
+    texts = [(f"text {text.get_text()!r}", text.get_window_extent(renderer))
+             for text in [*figure.texts, *([figure._suptitle] if figure._suptitle else [])] if text.get_text()]
+    texts += [("figure legend", legend.get_window_extent(renderer)) for legend in figure.legends]
+    problems = [f"{name} leaves the figure" for name, box in panels + texts
+                if box.x0 < page.x0 - 1 or box.y0 < page.y0 - 1 or box.x1 > page.x1 + 1 or box.y1 > page.y1 + 1]
+    for i, (name_a, box_a) in enumerate(panels):
+        problems += [f"{name_a} runs into {name_b}" for name_b, box_b in panels[i + 1:] if box_a.overlaps(box_b)]
+    return problems
+
+
+def _scaled(document: dict, factor: int) -> dict:
+    """The same shapes with ``factor`` times the pairs: long tick labels and offset texts."""
+    stats = document["splits"]["train"]
+    stats["pairs"] *= factor
+    for quantity, histogram in stats["histograms"].items():
+        stats["histograms"][quantity] = [[length, count * factor] for length, count in histogram]
+    stats["chosen_rejected"]["counts"] = [[c, r, n * factor] for c, r, n in stats["chosen_rejected"]["counts"]]
+    return document
+
+
+def _scored(document: dict) -> dict:
+    """``document`` with the reference section of a folder scored by a model (--ref-model)."""
+    from poet.transforms.reference import ReferenceModel, ReferenceStats, reference_section
+
+    stats = ReferenceStats()
+    for i in range(500):
+        stats.add(-(1 + i % 17 / 10) * (1 + i % 37), 1 + i % 37, -(2 + i % 13 / 8) * (1 + i % 23), 1 + i % 23,
+                  "cpu/float32")
+    document["reference"] = reference_section(ReferenceModel("tiny-llama", revision="sha256:0"), {"train": stats})
+    return document
+
+
+@pytest.mark.parametrize("document", [
+    _scored(document_of([pair(c, r, prompt=p) for c in range(1, 400, 9) for r in range(2, 300, 13) for p in (30, 900)])),
+    _scaled(document_of([pair(c, r) for c in range(1, 80, 3) for r in range(2, 90, 5)], max_length=4096), 10**5),
+    document_of([pair(c, r, room=100) for c in range(1, 300, 7) for r in range(1, 300, 11)], max_length=128,
+                poet=False),
+    document_of([], dead=3),
+], ids=["typical", "millions-of-pairs", "no-poet-capped", "no-pairs"])
+def test_no_text_leaves_the_figure_or_runs_into_another_panel(document, monkeypatch):
+    from poet.transforms import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_png", lambda figure, png=plots._png: drawn.append(figure) or png(figure))
+    render_plots(document)
+    assert len(drawn) == len(plot_paths("train", reference="reference" in document))
+    for figure in drawn:
+        assert _layout_problems(figure) == []
