@@ -19,8 +19,8 @@ class _PrepareBatch(beam.DoFn):
     """Loads the tokenizer once per worker, then turns each chunk into lists of rows and single dead letters.
 
     The tokenizer batches of a chunk overlap (see :class:`~transforms.prepare.OverlappingPreparer`):
-    the results of a batch come out while the next one is processed, and the
-    last batch comes out when the chunk is done. Everything leaves from
+    the results of a batch come out while later ones are processed, and the
+    last batches come out when the chunk is done. Everything leaves from
     ``process``: Beam's Dask runner drops what ``finish_bundle`` emits.
     """
 
@@ -103,6 +103,6 @@ class PreparePairs(beam.PTransform):
             _PrepareBatch(self.tokenizer, self.settings, self.batch_size)
         )
         return (
-            prepared | "Kept" >> beam.Filter(lambda output: isinstance(output, RowBatch)),
+            prepared | "Kept" >> beam.Filter(lambda output: isinstance(output, RowBatch)).with_output_types(RowBatch),
             prepared | "SetAside" >> beam.Filter(lambda output: isinstance(output, DeadLetter)),
         )

@@ -264,9 +264,10 @@ def _check_roles(prompt: list[Message], completion: list[Message], side: str) ->
 
 
 def _is_blank(text: Text) -> bool:
+    """Empty or whitespace only (``not text.strip()``, without copying the text)."""
     if isinstance(text, str):
-        return not text.strip()
-    return all(not m["content"].strip() for m in text)
+        return not text or text.isspace()
+    return all(not m["content"] or m["content"].isspace() for m in text)
 
 
 def _check_text(text: Text, side: str) -> None:

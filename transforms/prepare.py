@@ -185,40 +185,44 @@ class _StagedBatch:
 
 
 class OverlappingPreparer:
-    """A :class:`PairPreparer` for a stream of batches, tokenizing one batch while Python works on the others.
+    """A :class:`PairPreparer` for a stream of batches, tokenizing batches while Python works on the others.
 
-    The Rust tokenizer releases the GIL, so while it encodes batch ``i`` in a
-    helper thread, this thread normalises and renders batch ``i + 1`` and
+    The Rust tokenizer releases the GIL, so while it encodes batches ``i`` and
+    ``i + 1`` in a helper thread, this thread renders batch ``i + 2`` and
     truncates batch ``i - 1``: the tokenizer's threads get the cores that
-    Python's single thread leaves idle. Results come out one batch late and in
-    order; :meth:`flush` returns the last batch. Same results as stage, encode and finish in turn.
+    Python's single thread leaves idle. With ``depth`` (2) batches queued
+    rather than one, the tokenizer never waits for Python between two
+    batches (measured: 0.2 s of a 7 s run on 2 cores). Results come out
+    ``depth`` batches late and in order; :meth:`flush` returns the rest. Same
+    results as stage, encode and finish in turn.
     """
 
-    def __init__(self, preparer: PairPreparer):
+    def __init__(self, preparer: PairPreparer, depth: int = 2):
+        from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         self.preparer = preparer
+        self.depth = depth
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poet-tokenizer")
-        self._pending = None  # (batch, staged batch, future of its ids)
+        self._pending = deque()  # (batch, staged batch, future of its ids), oldest first
 
     def push(self, batch: list[tuple[RowOrigin, SourceRow]]) -> list[PreparedRow | DeadLetter]:
-        """Start on ``batch``; return the results of the batch pushed before it (empty for the first)."""
+        """Start on ``batch``; return the results of the batch pushed ``depth`` batches before it, if any."""
         try:
             staged = self.preparer.stage(batch)
-        except RowRejected:  # a batch-wide phase raised: finish the batch before it, then this one row by row
+        except RowRejected:  # a batch-wide phase raised: finish the batches before it, then this one row by row
             return self.flush() + self.preparer.one_by_one(batch)
-        future = self._pool.submit(self.preparer.encode, staged)
-        done, self._pending = self._pending, (batch, staged, future)
-        return self._finish(done)
+        self._pending.append((batch, staged, self._pool.submit(self.preparer.encode, staged)))
+        return self._finish(self._pending.popleft()) if len(self._pending) > self.depth else []
 
     def flush(self) -> list[PreparedRow | DeadLetter]:
-        """The results of the last batch pushed."""
-        done, self._pending = self._pending, None
-        return self._finish(done)
+        """The results of the batches still in flight, in order."""
+        results = []
+        while self._pending:
+            results += self._finish(self._pending.popleft())
+        return results
 
     def _finish(self, done) -> list[PreparedRow | DeadLetter]:
-        if done is None:
-            return []
         batch, staged, future = done
         try:
             return self.preparer.finish(staged, future.result())
@@ -226,10 +230,10 @@ class OverlappingPreparer:
             return self.preparer.one_by_one(batch)
 
     def discard(self) -> None:
-        """Drop the batch in flight, if any (its bundle failed: it will be processed again)."""
-        done, self._pending = self._pending, None
-        if done:
-            done[2].cancel() or done[2].exception()  # wait for the tokenizer to be idle
+        """Drop the batches in flight, if any (their bundle failed: they will be processed again)."""
+        while self._pending:
+            future = self._pending.popleft()[2]
+            future.cancel() or future.exception()  # wait for the tokenizer to be idle
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
