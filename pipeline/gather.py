@@ -72,5 +72,5 @@ class Spread(beam.PTransform):
             pcoll
             | "Key" >> beam.Map(lambda element, key: (key(element), element), self.key)
             | "Group" >> beam.GroupByKey()
-            | "Ungroup" >> beam.FlatMap(lambda keyed: keyed[1])
+            | "Ungroup" >> beam.FlatMap(lambda keyed: keyed[1]).with_output_types(pcoll.element_type)
         )

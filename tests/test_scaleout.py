@@ -82,6 +82,35 @@ def test_worker_processes_write_the_same_bytes_as_one_in_process_worker(tmp_path
     assert_every_row_accounted_for(tmp_path / "two", HOSTILE, "hostile")
 
 
+def test_row_batches_travel_whole_and_are_measured_by_one_row():
+    """The rows' PCollections are typed, so Beam moves them with ``RowBatchCoder``; its size estimate (Beam
+    samples one for nearly every batch) pickles one row, not the batch again."""
+    import pickle
+
+    import apache_beam as beam
+
+    from poet.pipeline.prepare_pairs import PreparePairs
+    from poet.pipeline.read import ReadPreferenceFiles, RowBatch, RowBatchCoder
+    from poet.pipeline.tokenizer_source import TokenizerSource
+    from poet.transforms.prepare import PrepareSettings
+
+    coder = beam.coders.registry.get_coder(RowBatch)
+    assert isinstance(coder, RowBatchCoder)
+    batch = RowBatch({"ids": list(range(i, i + 50)), "text": "x" * i} for i in range(40))
+    impl = coder.get_impl()
+    assert impl.decode(impl.encode(batch)) == batch and type(impl.decode(impl.encode(batch))) is RowBatch
+    assert impl.estimate_size(batch) == len(pickle.dumps(batch[0], pickle.HIGHEST_PROTOCOL)) * 40
+    assert impl.estimate_size(RowBatch()) == 1
+
+    settings = PrepareSettings(format=None, conversational=True, max_length=None, max_prompt_length=None, poet=True,
+                               include_text=True)
+    for spread in (False, True):
+        pipeline = beam.Pipeline()
+        chunks = pipeline | ReadPreferenceFiles([("train", 0, str(HH_SAMPLE))], spread=spread)
+        rows, _ = chunks | PreparePairs(TokenizerSource.resolve(str(MINIMIND), carry=False), settings, 8)
+        assert chunks.element_type is RowBatch and rows.element_type is RowBatch
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
