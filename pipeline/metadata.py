@@ -1,9 +1,10 @@
-"""``WriteDatasetMetadata``: ``stats.json``, the plots and the dataset card, once all shards exist.
+"""``WriteDatasetMetadata``: ``stats.json`` and the dataset card, once all shards exist.
 
-A thin Beam wrapper: the statistics document, the plots and the card are built by
-``transforms.stats_file``, ``transforms.plots`` and ``transforms.card``; this DoFn
-only gathers its inputs (merged statistics, the shard manifest, the shards' file
-sizes) and writes the files through Beam's ``FileSystems`` (local, ``gs://``...).
+A thin Beam wrapper: the statistics document and the card are built by
+``transforms.stats_file`` and ``transforms.card``; this DoFn only gathers its
+inputs (merged statistics, the shard manifest, the shards' file sizes) and
+writes the files through Beam's ``FileSystems`` (local, ``gs://``...). The
+plots are drawn from ``stats.json`` by the launcher (see :mod:`pipeline.plot_pool`).
 """
 
 from __future__ import annotations
@@ -37,12 +38,9 @@ def file_sizes(folder: str, names: list[str]) -> dict[str, int]:
 
 
 def write_metadata(folder: str, document: dict, features, repo_id: str | None = None) -> None:
-    """Write the plots, ``README.md`` and, last, ``stats.json`` (whose presence marks a finished folder)."""
+    """Write ``README.md`` and, last, ``stats.json`` (whose presence marks a finished pipeline)."""
     from poet.transforms.card import render_card
-    from poet.transforms.plots import render_plots
 
-    for path, png in render_plots(document).items():
-        write_bytes(f"{folder}/{path}", png)
     write_bytes(f"{folder}/{CARD_FILE}", render_card(document, features, repo_id=repo_id).encode("utf-8"))
     write_bytes(f"{folder}/{STATS_FILE}", dumps(document).encode("utf-8"))
 

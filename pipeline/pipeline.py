@@ -3,7 +3,8 @@
 ``PrepareDataset`` reads like the job: read the files, prepare the pairs, write
 the shards and the dead letters, compute the length statistics, write the
 card. ``run`` is the launcher around it: check everything that can be checked
-up front, run the pipeline into a staging folder, then move it into place.
+up front, run the pipeline into a staging folder, draw the card's plots from
+its ``stats.json`` (:mod:`pipeline.plot_pool`), then move it into place.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from poet.pipeline.dead_letters import WriteDeadLetters
 from poet.pipeline.hub_input import is_hub_path
 from poet.pipeline.inputs import InputPlan, plan_inputs
 from poet.pipeline.length_stats import ComputeLengthStats
-from poet.pipeline.metadata import WriteDatasetMetadata
+from poet.pipeline.metadata import WriteDatasetMetadata, write_bytes
 from poet.pipeline.options import PrepareConfig
 from poet.pipeline.output import check_output, commit, discard, staging_folder, write_manifest
+from poet.pipeline.plot_pool import PlotPool
 from poet.pipeline.prepare_pairs import PreparePairs
 from poet.pipeline.read import ReadPreferenceFiles
 from poet.pipeline.runners import choose_runner, on_this_machine, release, run_in_process
@@ -140,6 +142,11 @@ def read_stats(folder: str) -> dict:
 def run(config: PrepareConfig, beam_args: list[str]) -> dict:
     """Run the whole job; return the stats document of the finished folder."""
     check_output(config.output, config.overwrite)
+    with PlotPool() as plots:  # its helpers get ready while the rest starts up
+        return _run(config, beam_args, plots)
+
+
+def _run(config: PrepareConfig, beam_args: list[str], plots: PlotPool) -> dict:
     plan = plan_inputs(config)
     options = PipelineOptions(beam_args)
     runner = choose_runner(options, len(plan.files))
@@ -163,13 +170,15 @@ def run(config: PrepareConfig, beam_args: list[str]) -> dict:
         lambda staging: "PrepareDataset" >> PrepareDataset(
             config, plan, source, staging, run_description, spread=not run_in_process(runner, options)
         ),
+        plots,
     )  # fmt: skip
 
 
 def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, what: str,
-               job: Callable[[str], beam.PTransform]) -> dict:
-    """Run ``job(staging folder)`` on a fresh pipeline, then move the finished folder to ``output`` (nothing is
-    left behind if it fails or is interrupted); returns the folder's stats document."""
+               job: Callable[[str], beam.PTransform], plots: PlotPool) -> dict:
+    """Run ``job(staging folder)`` on a fresh pipeline, draw the plots of its ``stats.json``, then move the
+    finished folder to ``output`` (nothing is left behind if it fails or is interrupted); returns the folder's
+    stats document."""
     staging = staging_folder(output)
     _log.info("%s, staging in %s", what, staging)
     try:
@@ -188,6 +197,8 @@ def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, w
                     raise
                 raise problem from None
             document = read_stats(staging)
+            for path, png in plots.render(document).items():
+                write_bytes(f"{staging}/{path}", png)
             write_manifest(staging, document)
             commit(staging, output, overwrite)
     except BaseException:
