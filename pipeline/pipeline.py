@@ -4,7 +4,7 @@
 the shards and the dead letters, compute the length statistics, write the
 card. ``run`` is the launcher around it: check everything that can be checked
 up front, run the pipeline into a staging folder, draw the card's plots from
-its ``stats.json`` (:mod:`pipeline.plot_pool`), then move it into place.
+its ``stats.json`` (:mod:`pipeline.plot_helper`), then move it into place.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from poet.pipeline.length_stats import ComputeLengthStats
 from poet.pipeline.metadata import WriteDatasetMetadata, write_bytes
 from poet.pipeline.options import PrepareConfig
 from poet.pipeline.output import check_output, commit, discard, staging_folder, write_manifest
-from poet.pipeline.plot_pool import PlotPool
+from poet.pipeline.plot_helper import PlotHelper
 from poet.pipeline.prepare_pairs import PreparePairs
 from poet.pipeline.read import ReadPreferenceFiles
 from poet.pipeline.runners import choose_runner, on_this_machine, release, run_in_process
@@ -142,11 +142,11 @@ def read_stats(folder: str) -> dict:
 def run(config: PrepareConfig, beam_args: list[str]) -> dict:
     """Run the whole job; return the stats document of the finished folder."""
     check_output(config.output, config.overwrite)
-    with PlotPool() as plots:  # its helpers get ready while the rest starts up
+    with PlotHelper() as plots:  # it gets ready while the rest starts up
         return _run(config, beam_args, plots)
 
 
-def _run(config: PrepareConfig, beam_args: list[str], plots: PlotPool) -> dict:
+def _run(config: PrepareConfig, beam_args: list[str], plots: PlotHelper) -> dict:
     plan = plan_inputs(config)
     options = PipelineOptions(beam_args)
     runner = choose_runner(options, len(plan.files))
@@ -175,7 +175,7 @@ def _run(config: PrepareConfig, beam_args: list[str], plots: PlotPool) -> dict:
 
 
 def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, what: str,
-               job: Callable[[str], beam.PTransform], plots: PlotPool) -> dict:
+               job: Callable[[str], beam.PTransform], plots: PlotHelper) -> dict:
     """Run ``job(staging folder)`` on a fresh pipeline, draw the plots of its ``stats.json``, then move the
     finished folder to ``output`` (nothing is left behind if it fails or is interrupted); returns the folder's
     stats document."""

@@ -21,7 +21,7 @@ from poet.pipeline.metadata import file_sizes, write_metadata
 from poet.pipeline.options import DEFAULT_MAX_SHARD_BYTES
 from poet.pipeline.output import check_output
 from poet.pipeline.pipeline import read_stats, run_staged
-from poet.pipeline.plot_pool import PlotPool
+from poet.pipeline.plot_helper import PlotHelper
 from poet.pipeline.read import RowBatch
 from poet.pipeline.reference import ScoreReference, check_reference_model
 from poet.pipeline.write_shards import WriteShards
@@ -142,7 +142,7 @@ def run(config: ScoreConfig, beam_args: list[str]) -> dict:
     config = dataclasses.replace(config, reference=reference)
 
     options = PipelineOptions(beam_args)
-    with PlotPool() as plots:  # its helpers get ready while the model scores
+    with PlotHelper() as plots:  # it gets ready while the model scores
         return run_staged(
             config.output, config.overwrite, choose_runner(options, len(shards)), options,
             f"poet score: {len(shards)} shard(s) of {config.source}",

@@ -183,52 +183,51 @@ def test_no_text_leaves_the_figure_or_runs_into_another_panel(document, monkeypa
         assert _layout_problems(figure) == []
 
 
-# --------------------------------------------------------------------------- drawn by helper processes
+# --------------------------------------------------------------------------- drawn by a helper process
 
 
 def _helpers() -> set[int]:
     import psutil
 
     return {child.pid for child in psutil.Process().children(recursive=True)
-            if "poet.pipeline.plot_pool" in " ".join(child.cmdline())}
+            if "poet.pipeline.plot_helper" in " ".join(child.cmdline())}
 
 
-def test_helpers_draw_the_same_bytes_and_a_dead_helper_costs_nothing_but_time():
-    from poet.pipeline.plot_pool import PlotPool
+def test_the_helper_draws_the_same_bytes_and_a_dead_helper_costs_nothing_but_time():
+    from poet.pipeline.plot_helper import PlotHelper
 
     document = _scored(document_of([pair(c, r) for c in range(1, 80, 3) for r in range(2, 90, 5)]))
     document["splits"]["test"] = document["splits"]["train"]
     expected = render_plots(document)
     assert len(expected) == 5
-    with PlotPool() as pool:
-        assert len(_helpers()) == 2
-        assert pool.render(document) == expected
-        pool._helpers[0].kill()  # e.g. the out-of-memory killer
-        assert pool.render(document) == expected
+    with PlotHelper() as helper:
+        assert len(_helpers()) == 1
+        assert helper.render(document) == expected
+        helper._process.kill()  # e.g. the out-of-memory killer
+        assert helper.render(document) == expected
     assert _helpers() == set()
 
 
-def test_helpers_ignore_ctrl_c_which_the_launcher_reports():
+def test_the_helper_ignores_ctrl_c_which_the_launcher_reports():
     import signal
 
-    from poet.pipeline.plot_pool import PlotPool
+    from poet.pipeline.plot_helper import PlotHelper
 
     document = document_of([pair(10, 20), pair(30, 5)])
-    with PlotPool() as pool:
-        for helper in pool._helpers:
-            helper.send_signal(signal.SIGINT)
-        assert pool.render(document) == render_plots(document)
-        assert all(helper.poll() is None for helper in pool._helpers)
+    with PlotHelper() as helper:
+        helper._process.send_signal(signal.SIGINT)
+        assert helper.render(document) == render_plots(document)
+        assert helper._process.poll() is None
 
 
-def test_a_prepare_run_draws_its_plots_in_the_helpers_and_leaves_none_running(tmp_path, monkeypatch):
+def test_a_prepare_run_draws_its_plots_in_the_helper_and_leaves_it_not_running(tmp_path, monkeypatch):
     from conftest import HH_SAMPLE, MINIMIND, prepare
-    from poet.pipeline import plot_pool
+    from poet.pipeline import plot_helper
 
     def not_here(*args, **kwargs):
         raise AssertionError("the launcher drew the plots itself")
 
-    monkeypatch.setattr(plot_pool, "render_plots", not_here)
+    monkeypatch.setattr(plot_helper, "render_plots", not_here)
     rows = tmp_path / "rows.jsonl"
     with gzip.open(HH_SAMPLE, "rt", encoding="utf-8") as handle:
         rows.write_text("".join(line for _, line in zip(range(20), handle)), encoding="utf-8")

@@ -22,10 +22,8 @@ the same matplotlib.
 
 from __future__ import annotations
 
-import functools
 import io
 import math
-from collections.abc import Callable, Collection
 
 import numpy as np
 
@@ -43,31 +41,19 @@ def plot_paths(split: str, reference: bool = False) -> dict[str, str]:
     return {kind: plot_file(split, kind) for kind in (*PLOT_KINDS, *((REFERENCE_PLOT,) if reference else ()))}
 
 
-def render_plots(document: dict, only: Collection[str] | None = None) -> dict[str, bytes]:
-    """Every plot of a stats.json document, or those whose path is in ``only``: relative path -> PNG bytes."""
-    return {path: draw() for path, draw in _drawings(document).items() if only is None or path in only}
-
-
-def plot_list(document: dict) -> list[str]:
-    """The paths of every plot of a stats.json document (nothing is drawn)."""
-    return list(_drawings(document))
-
-
-def _drawings(document: dict) -> dict[str, Callable[[], bytes]]:
-    """Relative path -> how to draw that plot of a stats.json document."""
+def render_plots(document: dict) -> dict[str, bytes]:
+    """Every plot of a stats.json document: relative path -> PNG bytes."""
     options = RunDescription.from_json(document.get("run")).options
     max_length, poet = options.max_length, options.poet
-    drawings = {}
+    plots = {}
     for split, stats in document["splits"].items():
         paths = plot_paths(split)
-        drawings[paths["lengths"]] = functools.partial(lengths_png, split, stats, max_length=max_length, poet=poet)
-        drawings[paths["chosen_vs_rejected"]] = functools.partial(chosen_vs_rejected_png, split, stats,
-                                                                  max_length=max_length)
+        plots[paths["lengths"]] = lengths_png(split, stats, max_length=max_length, poet=poet)
+        plots[paths["chosen_vs_rejected"]] = chosen_vs_rejected_png(split, stats, max_length=max_length)
     reference = document.get("reference")
     for split, ref_stats in (reference or {}).get("splits", {}).items():
-        drawings[plot_file(split, REFERENCE_PLOT)] = functools.partial(reference_logps_png, split, ref_stats,
-                                                                      reference["bin_width"])
-    return drawings
+        plots[plot_file(split, REFERENCE_PLOT)] = reference_logps_png(split, ref_stats, reference["bin_width"])
+    return plots
 
 
 def reference_logps_png(split: str, stats: dict, bin_width: float) -> bytes:
