@@ -180,9 +180,11 @@ class _SafeAttributeMemo:
     ``message.content``...), a third of a render. In jinja's own
     ``SandboxedEnvironment`` and ``ImmutableSandboxedEnvironment`` the answer
     depends only on the attribute's name and on ``isinstance`` tests of
-    ``obj``, that is on its class, so remembering it per class changes no
-    answer: a template refused an attribute is still refused it. Objects that
-    report another ``__class__`` than their type are asked every time.
+    ``obj``, that is on its class (and on which classes the ``collections.abc``
+    ABCs count as mutable, fixed for a run), so remembering it per class
+    changes no answer: a template refused an attribute is still refused it.
+    Objects that report another ``__class__`` than their type are asked every
+    time.
     """
 
     def __init__(self, check):
