@@ -12,7 +12,9 @@ drawn if the helper cannot start or dies.
 
 The helper is ``python -m poet.pipeline.plot_helper``, talking pickles over its
 standard input and output: a fresh interpreter that inherits no threads and
-never re-runs the launcher's ``__main__`` (as ``multiprocessing`` would).
+never re-runs the launcher's ``__main__`` (as ``multiprocessing`` would). Its
+standard error goes nowhere: whatever stops it, the launcher then draws the
+plots itself, and a real problem shows there, as one line like any other.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class PlotHelper:
         try:
             with _ctrl_c_ignored():  # inherited: an ignored signal stays ignored in the process started
                 self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                                 stdout=subprocess.PIPE, env=environment)
+                                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment)
         except (OSError, TypeError):  # no process to be had here (no sys.executable...): draw in this one
             self._process = None
 
@@ -56,8 +58,9 @@ class PlotHelper:
         if self._process is not None:
             self._process.kill()
             self._process.wait()
-            self._process.stdin.close()
-            self._process.stdout.close()
+            for pipe in (self._process.stdin, self._process.stdout):
+                with contextlib.suppress(OSError):  # what a dead helper was sent is still buffered: let it go
+                    pipe.close()
             self._process = None
 
     def __enter__(self) -> PlotHelper:

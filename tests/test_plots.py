@@ -208,6 +208,22 @@ def test_the_helper_draws_the_same_bytes_and_a_dead_helper_costs_nothing_but_tim
     assert _helpers() == set()
 
 
+def test_a_helper_that_cannot_start_is_silent_and_the_launcher_draws(tmp_path, monkeypatch, capfd):
+    import sys
+
+    from poet.pipeline.plot_helper import PlotHelper
+
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'Traceback: no module named poet' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(broken))
+    document = document_of([pair(10, 20), pair(30, 5)])
+    with PlotHelper() as helper:
+        helper._process.wait()
+        assert helper.render(document) == render_plots(document)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_the_helper_ignores_ctrl_c_which_the_launcher_reports():
     import signal
 
