@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from poet.pipeline.read import RowBatch
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, first_line
 from poet.transforms.prepare import PreparedRow
 from poet.transforms.reference import ReferenceModel, ReferenceStats
 from poet.transforms import contract
@@ -38,8 +38,7 @@ def check_reference_model(model: ReferenceModel, vocabulary: int | None, max_len
     try:
         config = AutoConfig.from_pretrained(model.name, gguf_file=model.gguf_file)
     except (OSError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"cannot load reference model {model.name}: {first}") from None
+        raise UserError(f"cannot load reference model {model.name}: {first_line(err)}") from None
     size = getattr(config, "vocab_size", None)
     if vocabulary is not None and size is not None and vocabulary > size:
         raise UserError(f"the tokenizer has {vocabulary} tokens but reference model {model.name} only {size}: "
