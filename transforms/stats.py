@@ -74,7 +74,6 @@ class LengthStats:
         c["rejected_lost_eos"] += pair.rejected_lost_eos
         c["completion_tokens_before_poet"] += pair.chosen_capped + pair.rejected_capped
         c["completion_tokens_after_poet"] += pair.chosen_kept + pair.rejected_kept
-        c["completion_tokens_poet_rule"] += 2 * pair.poet  # what the POET rule keeps, applied or not
         c["training_tokens_before_poet"] += 2 * pair.prompt + pair.chosen_capped + pair.rejected_capped
         c["training_tokens_after_poet"] += 2 * pair.prompt + pair.chosen_kept + pair.rejected_kept
 
@@ -93,6 +92,7 @@ class LengthStats:
         """The JSON form of one split (see ``docs`` in the stats.json schema)."""
         c, pairs = self.counts, self.counts["pairs"]
         before, after = c["completion_tokens_before_poet"], c["completion_tokens_after_poet"]
+        poet_rule_keeps = 2 * sum(length * n for length, n in self.histograms["poet"].items())  # applied or not
         train_before, train_after = c["training_tokens_before_poet"], c["training_tokens_after_poet"]
         dead = sum(self.dead_letters.values())
         return {
@@ -110,7 +110,7 @@ class LengthStats:
             "equal_length": _share(c["equal_length"], pairs),
             "poet_cut": _share(c["poet_cut"], pairs),
             "poet_would_cut": _share(c["poet_would_cut"], pairs),
-            "poet_removed_tokens": _share(before - c["completion_tokens_poet_rule"], before),
+            "poet_removed_tokens": _share(before - poet_rule_keeps, before),
             "chosen_lost_eos": c["chosen_lost_eos"],
             "rejected_lost_eos": c["rejected_lost_eos"],
             "completion_tokens": {
