@@ -64,7 +64,7 @@ def main() -> int:
     prepared = work / "prepared"
     assert poet(["prepare", "--input", str(SAMPLE), "--tokenizer", str(TOKENIZER), "--output", str(prepared),
                  "--max-length", str(options.max_length)]) == 0  # fmt: skip
-    token_ids = [column.name for column in contract.TOKEN_COLUMNS]  # prompt, chosen, rejected
+    token_ids = list(contract.TOKEN_COLUMN_NAMES)
     shard = sorted(prepared.glob(contract.split_shards_prefix("train") + "*"))[0]
     columns = pq.read_table(shard, columns=token_ids).to_pydict()
     columns = [columns[name] for name in token_ids]

@@ -21,7 +21,7 @@ from benchmarks.data import TOKENIZER, WORK
 from benchmarks.usage import rss_mb
 from poet.transforms import contract
 
-TOKEN_IDS = PROMPT, CHOSEN, REJECTED = tuple(column.name for column in contract.TOKEN_COLUMNS)
+TOKEN_IDS = PROMPT, CHOSEN, REJECTED = contract.TOKEN_COLUMN_NAMES
 
 PAIRS = 64
 BATCH = 8

@@ -22,11 +22,10 @@ from poet.pipeline.read import RowBatch
 from poet.transforms.errors import UserError, first_line
 from poet.transforms.prepare import PreparedRow
 from poet.transforms.reference import ReferenceModel, ReferenceStats
-from poet.transforms import contract
 from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
+from poet.transforms.contract import TOKEN_COLUMN_NAMES
 
 _log = logging.getLogger("poet")
-_TOKEN_IDS = tuple(column.name for column in contract.TOKEN_COLUMNS)  # prompt, chosen, rejected
 
 
 def check_reference_model(model: ReferenceModel, vocabulary: int | None, max_length: int | None) -> ReferenceModel:
@@ -80,7 +79,7 @@ class _PairScoringHandler(ModelHandler):
         return results
 
     def get_num_bytes(self, batch) -> int:
-        return sum(4 * sum(len(r.row[name]) for name in _TOKEN_IDS) for rows in batch for r in rows)
+        return sum(4 * sum(len(r.row[name]) for name in TOKEN_COLUMN_NAMES) for rows in batch for r in rows)
 
     def get_metrics_namespace(self) -> str:
         return "poet_reference"
@@ -88,9 +87,9 @@ class _PairScoringHandler(ModelHandler):
 
 def _scored(rows: RowBatch, scorer) -> tuple[RowBatch, ReferenceStats]:
     """The rows with their two sums, and the statistics of this list (one file, so one split)."""
-    sums = scorer.score(*([r.row[name] for r in rows] for name in _TOKEN_IDS))
+    sums = scorer.score(*([r.row[name] for r in rows] for name in TOKEN_COLUMN_NAMES))
     stats, scored = ReferenceStats(), RowBatch()
-    _, chosen_ids, rejected_ids = _TOKEN_IDS
+    _, chosen_ids, rejected_ids = TOKEN_COLUMN_NAMES
     for r, (chosen, rejected) in zip(rows, sums.tolist()):
         scored.append(PreparedRow(r.origin, {**r.row, **dict(zip(REF_COLUMNS, (chosen, rejected)))}, r.lengths))
         stats.add(chosen, len(r.row[chosen_ids]), rejected, len(r.row[rejected_ids]), scorer.used)

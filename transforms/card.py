@@ -31,7 +31,6 @@ TEMPLATE = f"{contract.CARD_FILE}.j2"
 PAPER_URL = "https://arxiv.org/abs/2506.09457"
 TAGS = ["dpo", "preference", "poet"]
 TASK_CATEGORIES = ["text-generation"]
-TOKEN_ID_COLUMNS = [column.name for column in contract.TOKEN_COLUMNS]
 
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
