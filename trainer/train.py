@@ -367,8 +367,8 @@ def train(config: TrainConfig) -> dict[str, float]:
     needs_reference = LOSSES[config.loss].needs_reference
     if needs_reference and any(p is not None and p.ref_logps is None for p in (train_pairs, eval_pairs)):
         reference = load_reference(config.model, config.dtype, config.gguf_file, accelerator.device)
-    elif config.loss == "dpo":
-        _say(f"dpo: reference log-probs from the {'/'.join(REF_COLUMNS)} columns; no reference model loaded")
+    elif needs_reference:
+        _say(f"{config.loss}: reference log-probs from the {'/'.join(REF_COLUMNS)} columns; no reference model loaded")
 
     trainer = PreferenceTrainer(config, accelerator, model, tokenizer, reference, train_pairs, eval_pairs)
     if resume_state:
