@@ -14,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from poet.pipeline.gather import GatherTagged
 from poet.transforms.contract import CARD_FILE, STATS_FILE, RunDescription
-from poet.transforms.reference import ReferenceStats, reference_section
+from poet.transforms.reference import reference_section
 from poet.transforms.stats import LengthStats
 from poet.transforms.stats_file import build_stats_document, dumps
 
@@ -58,10 +58,7 @@ class _WriteMetadata(beam.DoFn):
         sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
         document = build_stats_document(split_stats, shards, self.run, sizes)
         if self.reference is not None:
-            scored = dict(parts["reference"])
-            document["reference"] = reference_section(
-                self.reference, {split: scored.get(split, ReferenceStats()) for split in self.splits}
-            )
+            document["reference"] = reference_section(self.reference, dict(parts["reference"]), self.splits)
         write_metadata(self.folder, document, self.features, self.repo_id)
         yield document
 

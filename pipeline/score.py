@@ -27,7 +27,7 @@ from poet.pipeline.reference import ScoreReference, check_reference_model
 from poet.pipeline.write_shards import WriteShards
 from poet.transforms.errors import UserError
 from poet.transforms.prepare import PreparedRow, RowOrigin
-from poet.transforms.reference import ReferenceModel, ReferenceStats, reference_section
+from poet.transforms.reference import ReferenceModel, reference_section
 from poet.pipeline.runners import choose_runner
 from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
 from poet.transforms.contract import STATS_FILE, RunDescription
@@ -68,12 +68,10 @@ class _WriteScoredMetadata(beam.DoFn):
 
     def process(self, parts: dict):
         shards = parts["shard"]
-        scored = dict(parts["reference"])
         splits = list(self.document["splits"])
         sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
-        stats = {split: scored.get(split, ReferenceStats()) for split in splits}
         document = {**self.document, "shards": shard_entries(splits, shards, sizes),
-                    "reference": reference_section(self.reference, stats)}  # fmt: skip
+                    "reference": reference_section(self.reference, dict(parts["reference"]), splits)}  # fmt: skip
         write_metadata(self.folder, document, self.features)
         yield document
 

@@ -161,7 +161,7 @@ def _scored(document: dict) -> dict:
     for i in range(500):
         stats.add(-(1 + i % 17 / 10) * (1 + i % 37), 1 + i % 37, -(2 + i % 13 / 8) * (1 + i % 23), 1 + i % 23,
                   "cpu/float32")
-    document["reference"] = reference_section(ReferenceModel("tiny-llama", revision="sha256:0"), {"train": stats})
+    document["reference"] = reference_section(ReferenceModel("tiny-llama", revision="sha256:0"), {"train": stats}, ["train"])
     return document
 
 

@@ -10,6 +10,7 @@ import hashlib
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 REF_DTYPES = ("auto", "float32", "bfloat16", "float16", "float64")
@@ -119,8 +120,10 @@ class ReferenceStats:
         return out
 
 
-def reference_section(model: ReferenceModel, stats: dict[str, ReferenceStats]) -> dict:
-    """``stats.json``'s ``reference`` block: the model and, per split, the per-token log-prob distribution."""
+def reference_section(model: ReferenceModel, stats: dict[str, ReferenceStats], splits: Iterable[str]) -> dict:
+    """``stats.json``'s ``reference`` block: the model and, per split, the per-token log-prob distribution
+    (every split in ``splits``: one without scored rows gets an empty one)."""
+    stats = {split: stats.get(split, ReferenceStats()) for split in splits}
     used = Counter()
     for split_stats in stats.values():
         used.update(split_stats.used)
