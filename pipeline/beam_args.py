@@ -1,4 +1,4 @@
-"""Check the arguments ``poet prepare`` hands to Beam: Beam's own options pass, nothing else does.
+"""Check the arguments ``poet prepare`` and ``poet score`` hand to Beam: Beam's own options pass, nothing else does.
 
 Beam itself only logs "Discarding unparseable args" and runs with its defaults,
 so a mistyped poet option (``--max_length 3``, ``--drop_text``) or a glob the
@@ -44,7 +44,7 @@ def _beam_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     return parser, missing
 
 
-def check_beam_args(args: list[str], poet_options: list[str], command: str = "poet prepare") -> None:
+def check_beam_args(args: list[str], poet_options: list[str], command: str) -> None:
     """Raise :class:`UserError` for the first argument in ``args`` that Beam does not know.
 
     ``args`` are what poet's own parser left over; ``poet_options`` its option

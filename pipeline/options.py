@@ -85,7 +85,7 @@ def parse_size(value: str) -> int:
     return size
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
@@ -110,14 +110,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="transformers tokenizer: local folder, gs:// folder or Hub id")
     tok.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
                      help="max prompt+completion tokens per sequence (completion cut at its end); 0 = no limit")
-    tok.add_argument("--max-prompt-length", type=_positive_int, default=None,
+    tok.add_argument("--max-prompt-length", type=positive_int, default=None,
                      help="keep only the prompt's last N tokens")
     tok.add_argument("--no-poet", dest="poet", action="store_false",
                      help="do not cut completions to equal length (publish an untruncated baseline)")
-    tok.add_argument("--batch-size", type=_positive_int, default=256, help="pairs per tokenizer call")
+    tok.add_argument("--batch-size", type=positive_int, default=256, help="pairs per tokenizer call")
     add_reference_arguments(parser)
     shards = parser.add_argument_group("sharding and publishing")
-    shards.add_argument("--num-shards", type=_positive_int, default=None,
+    shards.add_argument("--num-shards", type=positive_int, default=None,
                         help="shards per split (default: from --max-shard-size)")
     shards.add_argument("--max-shard-size", type=parse_size, default=DEFAULT_MAX_SHARD_SIZE,
                         help="target Arrow size of one shard, like datasets' push_to_hub")
@@ -135,9 +135,9 @@ def add_reference_arguments(parser: argparse.ArgumentParser, required: bool = Fa
     ref.add_argument("--ref-gguf-file", default=None, help="GGUF file in the --ref-model folder to load (dequantised)")
     ref.add_argument("--ref-dtype", choices=REF_DTYPES, default="auto",
                      help="dtype of the reference weights; auto: float32 on CPU, bfloat16 on a GPU")
-    ref.add_argument("--ref-batch-tokens", type=_positive_int, default=DEFAULT_BATCH_TOKENS,
+    ref.add_argument("--ref-batch-tokens", type=positive_int, default=DEFAULT_BATCH_TOKENS,
                      help="padded tokens per forward pass (pairs are grouped by length first)")
-    ref.add_argument("--ref-model-copies", type=_positive_int, default=None,
+    ref.add_argument("--ref-model-copies", type=positive_int, default=None,
                      help="load this many copies per worker machine, shared by its processes (Beam's "
                           "model_copies); unset: one per worker process")
 

@@ -53,7 +53,7 @@ def quiet_logging() -> None:
 
 def run(args: argparse.Namespace) -> int:
     quiet_logging()
-    check_beam_args(args.beam_args, sorted(args._parser._option_string_actions))
+    check_beam_args(args.beam_args, sorted(args._parser._option_string_actions), "poet prepare")
     config = config_from_args(args)
 
     from poet.pipeline.pipeline import run as run_pipeline

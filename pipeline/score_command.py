@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from poet.pipeline.options import add_reference_arguments, reference_from_args
+from poet.pipeline.options import add_reference_arguments, positive_int, reference_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,18 +18,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, metavar="DIR", help="new folder (local or gs://)")
     parser.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--batch-size", type=int, default=256, help="rows per scoring chunk")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="rows per scoring chunk")
     add_reference_arguments(parser, required=True)
     parser.epilog = "Beam options pass through, e.g. --runner DataflowRunner --project P --region R."
 
 
 def run(args: argparse.Namespace) -> int:
+    from poet.pipeline.beam_args import check_beam_args
     from poet.pipeline.prepare_command import quiet_logging
+
+    quiet_logging()  # before Beam is imported: its import logs "apitools not found"
+    check_beam_args(args.beam_args, sorted(args._parser._option_string_actions), "poet score")
+
     from poet.pipeline.score import ScoreConfig
     from poet.pipeline.score import run as run_score
     from poet.transforms.stats_table import render
 
-    quiet_logging()
     config = ScoreConfig(
         source=args.dataset, output=args.output.rstrip("/"), reference=reference_from_args(args),
         revision=args.revision, overwrite=args.overwrite, batch_size=args.batch_size,

@@ -228,18 +228,29 @@ def test_option_mistakes_are_one_line(tmp_path, capfd, extra, message):
     assert message in assert_refused(capfd, output)
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--ref-batch-tokns", "10"], "did you mean --ref-batch-tokens?"),  # not handed to Beam, which ignores it
+    (["--batch-size", "0"], "must be at least 1"),
+], ids=lambda value: value if isinstance(value, str) else " ".join(value))
+def test_score_option_mistakes_are_one_line(tmp_path, capfd, extra, message):
+    output = tmp_path / "scored"
+    assert main(["score", str(tmp_path), "--ref-model", str(tmp_path / "model"), "--output", str(output),
+                 *extra]) == 2
+    assert message in assert_refused(capfd, output)
+
+
 def test_beam_options_pass_through():
     from poet.pipeline.beam_args import check_beam_args
 
     check_beam_args(["--runner", "DirectRunner", "--direct_num_workers", "2", "--direct_running_mode",
                      "multi_processing", "--temp_location", "gs://b/tmp", "--project", "p", "--region", "r",
                      "--setup_file", "./setup.py", "--sdk_container_image", "img", "--experiments", "x",
-                     "--num_workers", "3", "--max_num_workers", "9"], [])
+                     "--num_workers", "3", "--max_num_workers", "9"], [], "poet prepare")
     try:
         import apache_beam.runners.dask.dask_runner  # noqa: F401 - needs dask
     except ImportError:
         return
-    check_beam_args(["--dask_client_address", "127.0.0.1:8786"], [])
+    check_beam_args(["--dask_client_address", "127.0.0.1:8786"], [], "poet prepare")
 
 
 @pytest.mark.parametrize("where, message", [
