@@ -56,7 +56,7 @@ def main() -> int:
         model_dir = Path(spec.submodule_search_locations[0])
         gguf = sorted(p.name for p in model_dir.glob("*.gguf"))[0]
 
-    from poet.pipeline.cli import main as poet
+    from poet.pipeline.commands.cli import main as poet
     from poet.trainer.reference import ReferenceScorer
     from poet.transforms import contract
     from poet.transforms.reference import ReferenceModel

@@ -72,8 +72,8 @@ def score_pipeline(args: dict) -> dict:
     """``poet score`` on the subset with the in-process runner, as the CLI runs it."""
     import torch  # noqa: F401 - imports are not timed
 
-    import poet.pipeline.reference  # noqa: F401
-    from poet.pipeline.cli import main
+    import poet.pipeline.steps.reference  # noqa: F401
+    from poet.pipeline.commands.cli import main
 
     shutil.rmtree(args["output"], ignore_errors=True)
     start = time.perf_counter()

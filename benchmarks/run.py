@@ -351,7 +351,7 @@ def report(results: dict) -> str:
         f"The baseline is commit `{results['baseline']}`, extracted into `{results['baseline_code']}` and put first "
         "on `PYTHONPATH` (each run checks where `poet` was imported from); the two alternate (baseline, this code, "
         "baseline, ...), so both see the same background load. CPU seconds and peak RSS include this code's "
-        "plot helper process (`pipeline/plot_helper.py`).",
+        "plot helper process (`pipeline/launch/plot_helper.py`).",
         "",
         "| code | seconds (median) | runs | CPU seconds | peak RSS (MB) | torch imported |",
         "|---|---:|---|---:|---:|:-:|",

@@ -32,7 +32,7 @@ def prepare(args: dict) -> None:
     import atexit
     from pathlib import Path
 
-    from poet.pipeline import cli
+    from poet.pipeline.commands import cli
 
     argv = ["prepare", "--input", args["input"], "--tokenizer", args["tokenizer"], "--output", args["output"],
             "--overwrite", *args.get("extra", [])]

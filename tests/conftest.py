@@ -48,7 +48,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def prepare(output: Path, *args: str) -> int:
     """Run ``poet prepare`` in-process with the given arguments."""
-    from poet.pipeline.cli import main
+    from poet.pipeline.commands.cli import main
 
     return main(["prepare", "--output", str(output), *args])
 

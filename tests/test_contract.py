@@ -92,6 +92,6 @@ def test_a_prepared_folder_has_the_contract_layout(prepared_sample):
 
 
 def test_the_default_shard_size_is_one_number():
-    from poet.pipeline.options import DEFAULT_MAX_SHARD_BYTES, DEFAULT_MAX_SHARD_SIZE, PrepareConfig, parse_size
+    from poet.pipeline.commands.options import DEFAULT_MAX_SHARD_BYTES, DEFAULT_MAX_SHARD_SIZE, PrepareConfig, parse_size
 
     assert parse_size(DEFAULT_MAX_SHARD_SIZE) == DEFAULT_MAX_SHARD_BYTES == PrepareConfig.max_shard_bytes

@@ -36,7 +36,7 @@ def test_dataset_ids_and_files():
 
 @pytest.mark.parametrize("command", ["prepare", "publish", "stats", "train"])
 def test_help_shows_only_meaningful_defaults(command, capsys):
-    from poet.pipeline.cli import main
+    from poet.pipeline.commands.cli import main
 
     with pytest.raises(SystemExit):
         main([command, "--help"])

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from conftest import GPT2, HH_SAMPLE, MINIMIND, REPO, prepare
 from hostile_corpus import (KEPT, PLAIN_ROWS, SHAREGPT_ROWS, assert_every_row_accounted_for, dead_letters, kept_rows,
                             raising_tokenizer, write_rows)
-from poet.pipeline.cli import main
+from poet.pipeline.commands.cli import main
 
 
 def assert_refused(capfd, output: Path, code: int = 2) -> str:
@@ -162,7 +162,7 @@ def test_a_damaged_gzip_is_one_line_and_leaves_nothing(tmp_path, capfd, damage):
 
 
 def test_a_file_that_vanishes_after_planning_is_one_line(tmp_path, capfd, monkeypatch):
-    import poet.pipeline.pipeline as pipeline
+    import poet.pipeline.launch.prepare as pipeline
 
     source = write_rows(tmp_path / "train.jsonl", PLAIN_ROWS)
     plan_inputs = pipeline.plan_inputs
@@ -240,7 +240,7 @@ def test_score_option_mistakes_are_one_line(tmp_path, capfd, extra, message):
 
 
 def test_beam_options_pass_through():
-    from poet.pipeline.beam_args import check_beam_args
+    from poet.pipeline.commands.beam_args import check_beam_args
 
     check_beam_args(["--runner", "DirectRunner", "--direct_num_workers", "2", "--direct_running_mode",
                      "multi_processing", "--temp_location", "gs://b/tmp", "--project", "p", "--region", "r",
@@ -280,18 +280,18 @@ def test_overwrite_replaces_only_a_folder_poet_wrote(tmp_path, capfd, plain_run)
 
 def test_a_second_run_on_the_same_output_does_not_replace_the_first(tmp_path, capfd, monkeypatch):
     """The target appears while the run works (another run finished first): the final move refuses it."""
-    import poet.pipeline.pipeline as pipeline
+    import poet.pipeline.launch.staged as staged
 
     source = write_rows(tmp_path / "train.jsonl", PLAIN_ROWS)
     output = tmp_path / "out"
-    write_manifest = pipeline.write_manifest
+    write_manifest = staged.write_manifest
 
     def first_run_finishes_meanwhile(folder, document):
         write_manifest(folder, document)
         output.mkdir()
         (output / "from-the-other-run").write_text("first")
 
-    monkeypatch.setattr(pipeline, "write_manifest", first_run_finishes_meanwhile)
+    monkeypatch.setattr(staged, "write_manifest", first_run_finishes_meanwhile)
     assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2)) == 2
     err = capfd.readouterr().err
     assert "appeared while this run was working" in err and "Traceback" not in err
@@ -303,7 +303,7 @@ def test_sigterm_ends_the_run_with_one_line_and_no_staging_folder(tmp_path):
     output = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "poet.pipeline.cli", "prepare", "--input", str(HH_SAMPLE), "--tokenizer",
+        [sys.executable, "-m", "poet.pipeline.commands.cli", "prepare", "--input", str(HH_SAMPLE), "--tokenizer",
          str(MINIMIND), "--output", str(output), "--batch-size", "8"],
         cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     try:
@@ -343,7 +343,7 @@ def test_train_refuses_non_finite_numbers_in_one_line(tmp_path, capfd, option, v
 def test_temporary_tokenizer_folders_are_removed(tmp_path, monkeypatch):
     import tempfile
 
-    from poet.pipeline.tokenizer_source import TokenizerSource
+    from poet.pipeline.steps.tokenizer_source import TokenizerSource
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     tokenizer = TokenizerSource.resolve(str(GPT2)).load()

@@ -172,12 +172,12 @@ def test_existing_output_needs_overwrite_and_a_failed_run_leaves_nothing(tmp_pat
     assert prepare(out, *args) == 2
     assert "--overwrite" in capsys.readouterr().err
 
-    import poet.pipeline.write_shards
+    import poet.pipeline.steps.write_shards
 
     def crash(*_, **__):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(poet.pipeline.write_shards, "write_parquet", crash)
+    monkeypatch.setattr(poet.pipeline.steps.write_shards, "write_parquet", crash)
     with pytest.raises(Exception, match="disk full"):
         prepare(tmp_path / "crashed", *args)
     assert list(tmp_path.iterdir()) == [out]
@@ -203,7 +203,7 @@ def test_shards_are_written_like_datasets_push_to_hub_writes_parquet(prepared_sa
     bytes equal ``Dataset.to_parquet`` of its own rows, and its metadata shows both options in effect."""
     from datasets import Dataset, config
 
-    from poet.pipeline.write_shards import ROW_GROUP_SIZE
+    from poet.pipeline.steps.write_shards import ROW_GROUP_SIZE
 
     [shard] = sorted((prepared_sample / "data").glob("*.parquet"))
     parquet = pq.ParquetFile(shard)

@@ -190,11 +190,11 @@ def _helpers() -> set[int]:
     import psutil
 
     return {child.pid for child in psutil.Process().children(recursive=True)
-            if "poet.pipeline.plot_helper" in " ".join(child.cmdline())}
+            if "poet.pipeline.launch.plot_helper" in " ".join(child.cmdline())}
 
 
 def test_the_helper_draws_the_same_bytes_and_a_dead_helper_costs_nothing_but_time():
-    from poet.pipeline.plot_helper import PlotHelper
+    from poet.pipeline.launch.plot_helper import PlotHelper
 
     document = _scored(document_of([pair(c, r) for c in range(1, 80, 3) for r in range(2, 90, 5)]))
     document["splits"]["test"] = document["splits"]["train"]
@@ -211,7 +211,7 @@ def test_the_helper_draws_the_same_bytes_and_a_dead_helper_costs_nothing_but_tim
 def test_a_helper_that_cannot_start_is_silent_and_the_launcher_draws(tmp_path, monkeypatch, capfd):
     import sys
 
-    from poet.pipeline.plot_helper import PlotHelper
+    from poet.pipeline.launch.plot_helper import PlotHelper
 
     broken = tmp_path / "python"
     broken.write_text("#!/bin/sh\necho 'Traceback: no module named poet' >&2\nexit 1\n")
@@ -227,7 +227,7 @@ def test_a_helper_that_cannot_start_is_silent_and_the_launcher_draws(tmp_path, m
 def test_the_helper_ignores_ctrl_c_which_the_launcher_reports():
     import signal
 
-    from poet.pipeline.plot_helper import PlotHelper
+    from poet.pipeline.launch.plot_helper import PlotHelper
 
     document = document_of([pair(10, 20), pair(30, 5)])
     with PlotHelper() as helper:
@@ -238,7 +238,7 @@ def test_the_helper_ignores_ctrl_c_which_the_launcher_reports():
 
 def test_a_prepare_run_draws_its_plots_in_the_helper_and_leaves_it_not_running(tmp_path, monkeypatch):
     from conftest import HH_SAMPLE, MINIMIND, prepare
-    from poet.pipeline import plot_helper
+    from poet.pipeline.launch import plot_helper
 
     def not_here(*args, **kwargs):
         raise AssertionError("the launcher drew the plots itself")

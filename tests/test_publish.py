@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 from hub_server import GITATTRIBUTES, USERS
 
-from poet.pipeline import publish_command
-from poet.pipeline.hub import fetch_prepared
-from poet.pipeline.output import write_manifest
-from poet.pipeline.publish import publish
+from poet.pipeline.commands import publish as publish_command
+from poet.pipeline.hub.download import fetch_prepared
+from poet.pipeline.launch.output import write_manifest
+from poet.pipeline.hub.publish import publish
 from poet.transforms.contract import MANIFEST_FILE
 from poet.transforms.errors import UserError
 
@@ -467,7 +467,7 @@ def test_a_real_prepared_folder_round_trips_through_the_hub(hub, prepared_sample
     """prepare -> publish (one commit, then a no-op) -> load_dataset / poet stats / poet train by repo id."""
     import datasets
 
-    from poet.pipeline.cli import main
+    from poet.pipeline.commands.cli import main
 
     folder = Path(shutil.copytree(prepared_sample, tmp_path / "prepared"))
     assert publish(folder, repo_id, token=ALICE).changed
@@ -554,7 +554,7 @@ def test_publish_names_the_repo_in_the_card(hub, prepared_sample, repo_id, tmp_p
 def test_without_a_token_the_error_names_the_current_login_command(prepared, repo_id, monkeypatch):
     """huggingface-hub 2.x installs `hf`, not `huggingface-cli`: every hint says `hf auth login`."""
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("poet.pipeline.publish.get_token", lambda: None)
+    monkeypatch.setattr("poet.pipeline.hub.publish.get_token", lambda: None)
     with pytest.raises(UserError, match="run `hf auth login` or set HF_TOKEN"):
         publish(prepared, repo_id)
     repo = Path(__file__).resolve().parents[1]

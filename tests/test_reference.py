@@ -133,7 +133,7 @@ def test_shards_are_byte_identical_across_runners(hh_subset, tiny_model, float32
 
 
 def test_poet_score_adds_the_columns_to_a_prepared_folder(scored, tiny_model, tmp_path):
-    from poet.pipeline.cli import main
+    from poet.pipeline.commands.cli import main
 
     out = tmp_path / "rescored"
     assert main(["score", str(scored["poet-plain"]), "--ref-model", str(tiny_model), "--ref-dtype", "float64",
@@ -170,10 +170,10 @@ def test_prepare_without_ref_model_loads_no_scoring_code_nor_torch(hh_subset, tm
     import subprocess
 
     code = (
-        "import sys; from poet.pipeline.cli import main; "
+        "import sys; from poet.pipeline.commands.cli import main; "
         f"assert main(['prepare'] + {prepare_args(hh_subset)!r} + ['--output', {str(tmp_path / 'out')!r}]) == 0; "
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('poet.trainer.reference', "
-        "'poet.trainer.logps', 'poet.pipeline.reference', 'apache_beam.ml'))))"
+        "'poet.trainer.logps', 'poet.pipeline.steps.reference', 'apache_beam.ml'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -182,7 +182,7 @@ def test_prepare_without_ref_model_loads_no_scoring_code_nor_torch(hh_subset, tm
 
 # -- training on the columns -----------------------------------------------------------------------------------
 def train_metrics(data: Path, model: Path, out: Path, *extra) -> list[dict]:
-    from poet.pipeline.cli import main
+    from poet.pipeline.commands.cli import main
 
     args = ["train", "--data", data, "--model", model, "--output-dir", out, "--dtype", "float64", "--batch-size", 4,
             "--learning-rate", 1e-3, "--logging-steps", 1, "--max-steps", 3, *extra]  # fmt: skip

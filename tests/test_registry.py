@@ -72,7 +72,7 @@ def test_a_length_averaged_loss_with_a_reference_averages_the_reference_too(monk
 
 
 def test_help_says_where_defaults_come_from(capsys):
-    from poet.pipeline.cli import main
+    from poet.pipeline.commands.cli import main
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])

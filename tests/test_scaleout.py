@@ -89,9 +89,9 @@ def test_row_batches_travel_whole_and_are_measured_by_one_row():
 
     import apache_beam as beam
 
-    from poet.pipeline.prepare_pairs import PreparePairs
-    from poet.pipeline.read import ReadPreferenceFiles, RowBatch, RowBatchCoder
-    from poet.pipeline.tokenizer_source import TokenizerSource
+    from poet.pipeline.steps.prepare_pairs import PreparePairs
+    from poet.pipeline.steps.read import ReadPreferenceFiles, RowBatch, RowBatchCoder
+    from poet.pipeline.steps.tokenizer_source import TokenizerSource
     from poet.transforms.prepare import PrepareSettings
 
     coder = beam.coders.registry.get_coder(RowBatch)

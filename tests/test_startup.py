@@ -24,7 +24,7 @@ def imported_by(tmp_path, *argv: str) -> dict[str, bool]:
     """Run ``poet ARGV`` in a fresh interpreter; which heavy packages were imported by the end."""
     script = textwrap.dedent(f"""
         import contextlib, io, json, sys
-        from poet.pipeline.cli import main
+        from poet.pipeline.commands.cli import main
         with contextlib.redirect_stdout(io.StringIO()):
             try:
                 code = main({list(argv)!r})
@@ -76,7 +76,7 @@ def test_deferred_import_binds_a_stand_in_that_imports_on_first_use(tmp_path, mo
 
 def test_the_tokenizer_is_loaded_once_per_process(tmp_path, monkeypatch):
     from conftest import prepare
-    from poet.pipeline import tokenizer_source
+    from poet.pipeline.steps import tokenizer_source
 
     loads = []
     real = tokenizer_source.load_tokenizer
@@ -106,14 +106,14 @@ def test_the_poet_command_ends_without_teardown_but_with_its_output_and_exit_han
     still arrives, exit handlers still run, and the exit status is main's."""
     from importlib.metadata import entry_points
 
-    assert entry_points(group="console_scripts")["poet"].value == "poet.pipeline.cli:console"
+    assert entry_points(group="console_scripts")["poet"].value == "poet.pipeline.commands.cli:console"
     rows = tmp_path / "rows.jsonl"
     with gzip.open(HH_SAMPLE, "rt", encoding="utf-8") as handle:
         rows.write_text("".join(line for _, line in zip(range(8), handle)), encoding="utf-8")
 
     def poet(*argv: str) -> subprocess.CompletedProcess:
         script = ("import atexit, sys; atexit.register(print, 'exit handlers ran'); "
-                  f"sys.argv = ['poet', *{list(argv)!r}]; from poet.pipeline.cli import console; console()")
+                  f"sys.argv = ['poet', *{list(argv)!r}]; from poet.pipeline.commands.cli import console; console()")
         return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
                               env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
 

@@ -244,7 +244,7 @@ def test_run_provenance_is_recorded(prepared_sample):
 
 
 def test_poet_stats_prints_the_table(prepared, capsys):
-    from poet.pipeline.cli import main
+    from poet.pipeline.commands.cli import main
 
     mode, folder = prepared
     assert main(["stats", str(folder)]) == 0

@@ -71,7 +71,7 @@ def shards(tmp_path_factory) -> dict[str, Path]:
 
 def poet_train(*args, capsys=None) -> tuple[int, str]:
     """Run ``poet train`` in-process; returns the exit code and what it printed to stderr."""
-    from poet.pipeline.cli import main
+    from poet.pipeline.commands.cli import main
 
     code = main(["train", *map(str, args)])
     return code, capsys.readouterr().err if capsys else ""
@@ -214,7 +214,7 @@ def test_trains_on_a_hub_repo_id_like_on_the_local_folder(hub, prepared_sample, 
     """``--data user/name`` reads the published shards through HF_ENDPOINT and trains on the same rows."""
     from hub_server import USERS
 
-    from poet.pipeline.publish import publish
+    from poet.pipeline.hub.publish import publish
 
     repo_id = "alice/hh-minimind-poet"
     publish(prepared_sample, repo_id, token=USERS["alice"])
@@ -318,7 +318,7 @@ def test_accelerate_launch_two_cpu_processes_match_one_process(shards, tiny_mode
     args[args.index("--batch-size") + 1] = 2
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "-m", "poet.pipeline.cli", "train", *map(str, args)]  # fmt: skip
+              "-m", "poet.pipeline.commands.cli", "train", *map(str, args)]  # fmt: skip
     # No GPU visible: the trainer then runs each rank on CPU (gloo), even on a machine that has one.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "HF_HOME": str(tmp_path / "hf-home")}  # fmt: skip

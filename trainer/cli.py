@@ -1,7 +1,7 @@
 """Train a causal LM with DPO, SimPO or AlphaPO on prepared shards (a folder or a Hub dataset repo id).
 
 Runs on one process as is, and on several through a launcher, e.g.
-``accelerate launch --multi_gpu --num_processes 2 -m poet.pipeline.cli train ...`` (on a machine without GPUs the
+``accelerate launch --multi_gpu --num_processes 2 -m poet.pipeline.commands.cli train ...`` (on a machine without GPUs the
 processes train on CPU): data are sharded across ranks and metrics reduced over them.
 """
 

@@ -13,7 +13,10 @@ import contextlib
 import os
 import sys
 
-from poet.pipeline import prepare_command, publish_command, score_command, stats_command
+from poet.pipeline.commands import prepare as prepare_command
+from poet.pipeline.commands import publish as publish_command
+from poet.pipeline.commands import score as score_command
+from poet.pipeline.commands import stats as stats_command
 from poet.trainer import cli as train_command
 from poet.transforms.errors import UserError, did_you_mean
 

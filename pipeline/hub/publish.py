@@ -54,7 +54,7 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from poet.pipeline.hub import copy_prepared, prepared_paths
+from poet.pipeline.hub.download import copy_prepared, prepared_paths
 from poet.transforms import manifest
 from poet.transforms.contract import (CARD_FILE, MANIFEST_FILE, PUBLISHED_FILES, REPLACED_WITH_A_SPLIT, SHARD_PATTERN,
                                       STATS_FILE)

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from poet.pipeline.hub import fetch_prepared
+    from poet.pipeline.hub.download import fetch_prepared
     from poet.transforms.stats_table import render
     from poet.transforms.errors import UserError, describe
     

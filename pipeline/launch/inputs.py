@@ -3,7 +3,7 @@
 Runs on the launcher: a missing or unreadable file, an unsupported extension or
 a mix of plain-text and conversational data ends the run here, with one line,
 rather than deep inside a worker. Hub globs are pinned here to one commit per
-repo and revision (see :mod:`pipeline.hub_input`).
+repo and revision (see :mod:`pipeline.hub.input_files`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 
-from poet.pipeline.hub_input import HubGlob, HubSource, is_hub_path, list_files, resolve_revision
-from poet.pipeline.options import PrepareConfig
-from poet.pipeline.read import open_input
+from poet.pipeline.hub.input_files import HubGlob, HubSource, is_hub_path, list_files, resolve_revision
+from poet.pipeline.commands.options import PrepareConfig
+from poet.pipeline.steps.read import open_input
 from poet.transforms.errors import UserError, describe, first_line, unreadable_file
 from poet.transforms.formats import normalize
 from poet.transforms.readers import SUFFIXES, is_supported, iter_rows

@@ -3,7 +3,7 @@
 A thin wrapper: :class:`_PairScoringHandler` is a ``ModelHandler`` whose model is a
 :class:`~trainer.reference.ReferenceScorer` (loaded once per worker process and shared by its threads, or with
 ``model_copies`` once per machine, shared across processes), and whose examples are whole
-:class:`~pipeline.read.RowBatch` lists: the kept rows of one fixed chunk of one file. ``RunInference`` hands
+:class:`~pipeline.steps.read.RowBatch` lists: the kept rows of one fixed chunk of one file. ``RunInference`` hands
 over one list at a time (``max_batch_size=1``, Beam's advice for a handler that batches itself); the scorer
 groups the list's pairs by length into token-budget batches. So a pair's stored value depends only on its chunk,
 never on how a runner bundled the chunks: shards are byte-identical across runners.
@@ -18,7 +18,7 @@ import time
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from poet.pipeline.read import RowBatch
+from poet.pipeline.steps.read import RowBatch
 from poet.transforms.errors import UserError, first_line
 from poet.transforms.prepare import PreparedRow
 from poet.transforms.reference import ReferenceModel, ReferenceStats

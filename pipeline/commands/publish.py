@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from poet.pipeline.publish import publish
+    from poet.pipeline.hub.publish import publish
 
     result = publish(args.folder, args.repo_id, revision=args.revision, private=args.private,
                      create_pr=args.create_pr, message=args.message)

@@ -9,8 +9,8 @@ from apache_beam.coders import coder_impl
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from poet.pipeline.gather import Spread
-from poet.pipeline.hub_input import is_hub_path, open_hub_file
+from poet.pipeline.steps.gather import Spread
+from poet.pipeline.hub.input_files import is_hub_path, open_hub_file
 from poet.transforms.errors import InputFileError, describe
 from poet.transforms.prepare import RowOrigin
 from poet.transforms.readers import iter_rows

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from poet.pipeline.options import add_reference_arguments, positive_int, reference_from_args
+from poet.pipeline.commands.options import add_reference_arguments, positive_int, reference_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,14 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from poet.pipeline.beam_args import check_beam_args
-    from poet.pipeline.prepare_command import quiet_logging
+    from poet.pipeline.commands.beam_args import check_beam_args
+    from poet.pipeline.commands.logs import quiet_logging
 
     quiet_logging()  # before Beam is imported: its import logs "apitools not found"
     check_beam_args(args.beam_args, sorted(args._parser._option_string_actions), "poet score")
 
-    from poet.pipeline.score import ScoreConfig
-    from poet.pipeline.score import run as run_score
+    from poet.pipeline.launch.score import run as run_score
+    from poet.pipeline.steps.score_dataset import ScoreConfig
     from poet.transforms.stats_table import render
 
     config = ScoreConfig(

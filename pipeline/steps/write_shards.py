@@ -24,7 +24,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from poet.pipeline.gather import Gather, Spread
+from poet.pipeline.steps.gather import Gather, Spread
 from poet.transforms.contract import shard_file
 from poet.transforms.schema import estimate_nbytes
 from poet.transforms.sharding import ShardPlan
@@ -122,7 +122,7 @@ class _ParquetStream:
 
 
 class _WriteFragment(beam.DoFn):
-    """A :class:`~pipeline.read.RowBatch` of ``PreparedRow`` (consecutive rows of one file) → one fragment."""
+    """A :class:`~pipeline.steps.read.RowBatch` of ``PreparedRow`` (consecutive rows of one file) → one fragment."""
 
     def __init__(self, fragments: str, schema: pa.Schema):
         self.fragments, self.schema = fragments, schema

@@ -4,7 +4,7 @@ A thin Beam wrapper: the statistics document and the card are built by
 ``transforms.stats_file`` and ``transforms.card``; this DoFn only gathers its
 inputs (merged statistics, the shard manifest, the shards' file sizes) and
 writes the files through Beam's ``FileSystems`` (local, ``gs://``...). The
-plots are drawn from ``stats.json`` by the launcher (see :mod:`pipeline.plot_helper`).
+plots are drawn from ``stats.json`` by the launcher (see :mod:`pipeline.launch.plot_helper`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from poet.pipeline.gather import GatherTagged
+from poet.pipeline.steps.gather import GatherTagged
 from poet.transforms.contract import CARD_FILE, STATS_FILE, RunDescription
 from poet.transforms.reference import reference_section
 from poet.transforms.stats import LengthStats

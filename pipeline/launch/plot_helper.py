@@ -10,7 +10,7 @@ by side saved (measured). The helper runs :func:`transforms.plots.render_plots`,
 so the bytes are those drawn in the launcher, which is where the plots are
 drawn if the helper cannot start or dies.
 
-The helper is ``python -m poet.pipeline.plot_helper``, talking pickles over its
+The helper is ``python -m poet.pipeline.launch.plot_helper``, talking pickles over its
 standard input and output: a fresh interpreter that inherits no threads and
 never re-runs the launcher's ``__main__`` (as ``multiprocessing`` would). Its
 standard error goes nowhere: whatever stops it, the launcher then draws the

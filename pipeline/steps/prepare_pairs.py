@@ -8,8 +8,8 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from poet.pipeline.read import RowBatch
-from poet.pipeline.tokenizer_source import TokenizerSource
+from poet.pipeline.steps.read import RowBatch
+from poet.pipeline.steps.tokenizer_source import TokenizerSource
 from poet.transforms.prepare import DeadLetter, OverlappingPreparer, PairPreparer, PrepareSettings
 
 _log = logging.getLogger("poet")

@@ -1,0 +1,107 @@
+"""The launcher of ``poet prepare``: check what can be checked up front, then run :class:`PrepareDataset` staged.
+
+Everything here runs once, on the machine that starts the job: the input plan,
+the runner, the tokenizer (loaded once to check it and to fingerprint it) and
+the run's provenance for the card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from poet.pipeline.commands.options import PrepareConfig
+from poet.pipeline.hub.input_files import is_hub_path
+from poet.pipeline.launch.inputs import InputPlan, plan_inputs
+from poet.pipeline.launch.output import check_output
+from poet.pipeline.launch.plot_helper import PlotHelper
+from poet.pipeline.launch.runners import choose_runner, on_this_machine, run_in_process
+from poet.pipeline.launch.staged import run_staged
+from poet.pipeline.steps.prepare_dataset import PrepareDataset
+from poet.pipeline.steps.tokenizer_source import TokenizerSource
+from poet.transforms.contract import RunDescription, RunOptions, Source, SourceRepo, TokenizerInfo
+from poet.transforms.errors import UserError
+from poet.transforms.tokenization import tokenizer_fingerprint
+
+_VERSIONED = ("poet-data", "apache-beam", "transformers", "tokenizers", "datasets", "pyarrow")
+
+
+def source_name(path: str) -> str:
+    """How the card and stats.json name an input or a local tokenizer: a Hub file by its URL at the pinned
+    commit, a local or object-store file by its name only (never a path of the machine that ran the job)."""
+    return path if is_hub_path(path) else path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> RunDescription:
+    """Provenance for the card and stats.json: what went in and with what.
+
+    No date: the same input and options give byte-identical files, so that
+    publishing a re-run makes no commit."""
+    versions = {}
+    for package in _VERSIONED:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return RunDescription(
+        sources=tuple(Source(split, source_name(path)) for split, _, path in plan.files),
+        source_repos=tuple(SourceRepo(hub.repo_id, hub.revision, hub.requested) for hub in plan.hub_sources),
+        conversational=plan.conversational,
+        tokenizer=TokenizerInfo(
+            name=source_name(config.tokenizer) if os.path.isdir(config.tokenizer) else config.tokenizer,
+            sha256=tokenizer_fingerprint(tokenizer),
+            eos_token=tokenizer.eos_token,
+            vocab_size=len(tokenizer),
+            chat_template=bool(tokenizer.chat_template),
+        ),
+        options=RunOptions(
+            inputs=tuple(f"{spec.split}={source_name(spec.pattern)}" for spec in config.inputs),
+            format=config.format,
+            max_length=config.max_length,
+            max_prompt_length=config.max_prompt_length,
+            poet=config.poet,
+            num_shards=config.num_shards,
+            max_shard_bytes=config.max_shard_bytes,
+            include_text=config.include_text,
+            license=config.license,
+        ),
+        versions=versions,
+    )
+
+
+def run(config: PrepareConfig, beam_args: list[str]) -> dict:
+    """Run the whole job; return the stats document of the finished folder."""
+    check_output(config.output, config.overwrite)
+    with PlotHelper() as plots:  # it gets ready while the rest starts up
+        return _run(config, beam_args, plots)
+
+
+def _run(config: PrepareConfig, beam_args: list[str], plots: PlotHelper) -> dict:
+    plan = plan_inputs(config)
+    options = PipelineOptions(beam_args)
+    runner = choose_runner(options, len(plan.files))
+    source = TokenizerSource.resolve(config.tokenizer, carry=not on_this_machine(runner))
+    tokenizer = source.load()
+    if plan.conversational and not tokenizer.chat_template:
+        raise UserError(
+            f"the data is conversational but tokenizer {config.tokenizer!r} has no chat template; "
+            "use a chat tokenizer or plain-text data"
+        )
+    if config.reference is not None:
+        from poet.pipeline.steps.reference import check_reference_model
+
+        config = dataclasses.replace(
+            config, reference=check_reference_model(config.reference, len(tokenizer), config.max_length)
+        )
+    run_description = describe_run(config, plan, tokenizer)
+    kind = "conversational" if plan.conversational else "plain-text"
+    return run_staged(
+        config.output, config.overwrite, runner, options, f"poet: {len(plan.files)} file(s), {kind} data",
+        lambda staging: "PrepareDataset" >> PrepareDataset(
+            config, plan, source, staging, run_description, spread=not run_in_process(runner, options)
+        ),
+        plots,
+    )  # fmt: skip

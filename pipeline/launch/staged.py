@@ -1,0 +1,97 @@
+"""Run one job into a staging folder and move it into place only when it succeeded.
+
+Shared by ``poet prepare`` and ``poet score``: a fresh pipeline writes into
+``DIR.poet-staging-*`` (:mod:`pipeline.launch.output`), the card's plots are
+drawn from its ``stats.json``, the manifest is written last, and the folder is
+committed; a failure or an interruption leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Callable
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from poet.pipeline.launch.output import commit, discard, staging_folder, write_manifest
+from poet.pipeline.launch.plot_helper import PlotHelper
+from poet.pipeline.launch.runners import release
+from poet.pipeline.steps.metadata import write_bytes
+from poet.transforms.contract import STATS_FILE
+from poet.transforms.errors import InputFileError
+
+_log = logging.getLogger("poet")
+
+
+def read_stats(folder: str) -> dict:
+    with FileSystems.open(f"{folder}/{STATS_FILE}") as handle:
+        return json.loads(handle.read())
+
+
+def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, what: str,
+               job: Callable[[str], beam.PTransform], plots: PlotHelper) -> dict:
+    """Run ``job(staging folder)`` on a fresh pipeline, draw the plots of its ``stats.json``, then move the
+    finished folder to ``output`` (nothing is left behind if it fails or is interrupted); returns the folder's
+    stats document."""
+    staging = staging_folder(output)
+    _log.info("%s, staging in %s", what, staging)
+    try:
+        with _Interruptible():
+            try:
+                pipeline = beam.Pipeline(runner=runner, options=options)
+                _ = pipeline | job(staging)
+                result = pipeline.run()
+                try:
+                    result.wait_until_finish()
+                finally:
+                    release(result)
+            except Exception as err:  # a runner wraps a worker's error in its own: find an input file's problem
+                problem = InputFileError.find(err)
+                if problem is None:
+                    raise
+                raise problem from None
+            document = read_stats(staging)
+            for path, png in plots.render(document).items():
+                write_bytes(f"{staging}/{path}", png)
+            write_manifest(staging, document)
+            commit(staging, output, overwrite)
+    except BaseException:
+        discard(staging)
+        raise
+    return document
+
+
+class _Interruptible:
+    """Ctrl-C and SIGTERM (a scheduler, ``kill``) end the run as ``KeyboardInterrupt``: staging folder removed, one line.
+
+    The runner turns a ``KeyboardInterrupt`` raised inside a DoFn into its own
+    error; having seen the signal, this turns that error back into the interruption.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.interrupted = False
+        self.previous = {}
+
+    def _interrupt(self, signum, frame):
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._interrupt)
+        return self
+
+    def __exit__(self, kind, err, traceback):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        if self.interrupted and err is not None and not isinstance(err, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        return False
