@@ -23,7 +23,7 @@ from conftest import HH_SAMPLE, MINIMIND, prepare
 from poet.transforms import contract
 from poet.transforms.card import (card_metadata, fenced, md_code, md_text, one_line, render_card, snippet_splits,
                                   yaml_header)
-from poet.transforms.contract import RunDescription, RunOptions, Source, TokenizerInfo
+from poet.transforms.contract import PrepareOptions, RunDescription, Source, TokenizerInfo
 from poet.transforms.schema import preference_features
 from poet.transforms.stats import LengthStats
 from poet.transforms.stats_file import build_stats_document
@@ -306,7 +306,7 @@ def test_fenced_blocks_hold_any_text(value):
 @example("a\u2028b", "---\n...\r\n: |")
 def test_any_license_and_source_survive_the_yaml_header(license_, source):
     document = build_stats_document({"train": LengthStats()}, [("train", "data/train-00000-of-00001.parquet", 0, 0)],
-                                    RunDescription(sources=(Source("train", source),), options=RunOptions(license=license_)),
+                                    RunDescription(sources=(Source("train", source),), options=PrepareOptions(license=license_)),
                                     {"data/train-00000-of-00001.parquet": 10})
     metadata = card_metadata(document, FEATURES)
     header = yaml_header(metadata)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import HH_SAMPLE
 from poet.transforms import contract
-from poet.transforms.contract import RunDescription, RunOptions, Source, SourceRepo, TokenizerInfo
+from poet.transforms.contract import PrepareOptions, RunDescription, Source, SourceRepo, TokenizerInfo
 from poet.transforms.stats import LengthStats
 from poet.transforms.stats_file import build_stats_document, dumps
 
@@ -71,7 +71,7 @@ def test_the_run_description_round_trips_through_stats_json():
         source_repos=(SourceRepo("u/d", "c" * 40, "main"),),
         conversational=True,
         tokenizer=TokenizerInfo("tok", "ab" * 32, "</s>", 100, True),
-        options=RunOptions(inputs=("train=a.jsonl", "test=b.parquet"), max_length=512, poet=False, license="mit"),
+        options=PrepareOptions(inputs=("train=a.jsonl", "test=b.parquet"), max_length=512, poet=False, license="mit"),
         versions={"datasets": "5.2.0", "trl": None},
     )
     document = json.loads(dumps(build_stats_document({"train": LengthStats()}, [], run)))
@@ -79,6 +79,17 @@ def test_the_run_description_round_trips_through_stats_json():
     assert list(document["run"]) == ["sources", "source_repos", "conversational", "tokenizer", "options",
                                      "versions"]
     assert RunDescription.from_json({}) == RunDescription()  # a hand-made document: every field defaults
+    newer = {"options": {"max_length": 5, "a_newer_option": 1, "output": "/home/someone/out"}}
+    assert RunDescription.from_json(newer).options == PrepareOptions(max_length=5)  # only the recorded fields
+
+
+def test_stats_json_records_the_options_that_shape_the_data_and_no_path_of_the_launcher(prepared_sample):
+    from dataclasses import fields
+
+    recorded = json.loads((prepared_sample / contract.STATS_FILE).read_text())["run"]["options"]
+    assert list(recorded) == [f.name for f in fields(PrepareOptions) if f.metadata == contract.RECORDED]
+    assert recorded["inputs"] == [f"train={HH_SAMPLE.name}"] and recorded["license"] == "mit"
+    assert str(prepared_sample.parent) not in json.dumps(recorded)
 
 
 def test_a_prepared_folder_has_the_contract_layout(prepared_sample):
@@ -92,6 +103,6 @@ def test_a_prepared_folder_has_the_contract_layout(prepared_sample):
 
 
 def test_the_default_shard_size_is_one_number():
-    from poet.pipeline.commands.options import DEFAULT_MAX_SHARD_BYTES, DEFAULT_MAX_SHARD_SIZE, PrepareConfig, parse_size
+    from poet.pipeline.commands.options import DEFAULT_MAX_SHARD_SIZE, parse_size
 
-    assert parse_size(DEFAULT_MAX_SHARD_SIZE) == DEFAULT_MAX_SHARD_BYTES == PrepareConfig.max_shard_bytes
+    assert parse_size(DEFAULT_MAX_SHARD_SIZE) == contract.DEFAULT_MAX_SHARD_BYTES == PrepareOptions().max_shard_bytes

@@ -99,12 +99,12 @@ _garbage = st.one_of(
 
 @pytest.fixture(scope="module")
 def gpt2_preparer():
-    from poet.transforms.prepare import OverlappingPreparer, PairPreparer, PrepareSettings
+    from poet.transforms.contract import PrepareOptions
+    from poet.transforms.prepare import OverlappingPreparer, PairPreparer
     from poet.transforms.tokenization import load_tokenizer
 
-    settings_ = PrepareSettings(format=None, conversational=False, max_length=None, max_prompt_length=None,
-                                poet=True, include_text=True)
-    preparer = OverlappingPreparer(PairPreparer(load_tokenizer(str(GPT2)), settings_))
+    preparer = OverlappingPreparer(PairPreparer(load_tokenizer(str(GPT2)), PrepareOptions(max_length=None),
+                                                conversational=False))
     yield preparer
     preparer.close()
 

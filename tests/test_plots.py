@@ -11,7 +11,7 @@ import pytest
 
 from poet.transforms.plots import chosen_vs_rejected_png, lengths_png, plot_paths, render_plots
 from poet.transforms.stats import LengthStats, PairLengths
-from poet.transforms.contract import RunDescription, RunOptions
+from poet.transforms.contract import PrepareOptions, RunDescription
 from poet.transforms.stats_file import build_stats_document
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -35,7 +35,7 @@ def document_of(pairs: list[PairLengths], *, max_length: int | None = 512, poet:
         stats.add(pair)
     for _ in range(dead):
         stats.add_dead_letter("identical_responses")
-    return build_stats_document({"train": stats}, [], RunDescription(options=RunOptions(max_length=max_length, poet=poet)))
+    return build_stats_document({"train": stats}, [], RunDescription(options=PrepareOptions(max_length=max_length, poet=poet)))
 
 
 def pair(chosen: int, rejected: int, prompt: int = 20, room: int = 10**9) -> PairLengths:

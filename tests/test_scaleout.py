@@ -92,7 +92,7 @@ def test_row_batches_travel_whole_and_are_measured_by_one_row():
     from poet.pipeline.steps.prepare_pairs import PreparePairs
     from poet.pipeline.steps.read import ReadPreferenceFiles, RowBatch, RowBatchCoder
     from poet.pipeline.steps.tokenizer_source import TokenizerSource
-    from poet.transforms.prepare import PrepareSettings
+    from poet.transforms.contract import PrepareOptions
 
     coder = beam.coders.registry.get_coder(RowBatch)
     assert isinstance(coder, RowBatchCoder)
@@ -102,12 +102,11 @@ def test_row_batches_travel_whole_and_are_measured_by_one_row():
     assert impl.estimate_size(batch) == len(pickle.dumps(batch[0], pickle.HIGHEST_PROTOCOL)) * 40
     assert impl.estimate_size(RowBatch()) == 1
 
-    settings = PrepareSettings(format=None, conversational=True, max_length=None, max_prompt_length=None, poet=True,
-                               include_text=True)
+    options = PrepareOptions(max_length=None, batch_size=8)
     for spread in (False, True):
         pipeline = beam.Pipeline()
         chunks = pipeline | ReadPreferenceFiles([("train", 0, str(HH_SAMPLE))], spread=spread)
-        rows, _ = chunks | PreparePairs(TokenizerSource.resolve(str(MINIMIND), carry=False), settings, 8)
+        rows, _ = chunks | PreparePairs(TokenizerSource.resolve(str(MINIMIND), carry=False), options, True)
         assert chunks.element_type is RowBatch and rows.element_type is RowBatch
 
 

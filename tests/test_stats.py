@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import HH_SAMPLE, MINIMIND
 from poet.transforms.stats import JOINT_EDGES, PERCENTILES, QUANTITIES, LengthStats, PairLengths, joint_bin, summarize
-from poet.transforms.contract import STATS_FILE, RunDescription, RunOptions
+from poet.transforms.contract import STATS_FILE, PrepareOptions, RunDescription
 from poet.transforms.stats_file import build_stats_document, dumps
 from poet.transforms.stats_table import render
 
@@ -259,7 +259,7 @@ def test_poet_stats_prints_the_table(prepared, capsys):
 
 def test_an_empty_split_has_null_statistics_and_valid_json():
     document = build_stats_document({"test": LengthStats()}, [("test", "data/test-00000-of-00001.parquet", 0, 0)],
-                                    RunDescription(options=RunOptions(poet=True)), {"data/test-00000-of-00001.parquet": 123})
+                                    RunDescription(options=PrepareOptions(poet=True)), {"data/test-00000-of-00001.parquet": 123})
     text = dumps(document)
     assert "NaN" not in text and "Infinity" not in text
     stats = json.loads(text)["splits"]["test"]

@@ -1,7 +1,7 @@
 """The dataset contract: what a prepared folder holds, what each of its columns is, and how its run is described.
 
 This is the one module that spells a prepared folder's file and folder names, its column names, types and
-descriptions, and the fields of ``stats.json``'s ``run`` block. The pipeline writes what it says, and the card,
+descriptions, the options of ``poet prepare`` and the fields of ``stats.json``'s ``run`` block. The pipeline writes what it says, and the card,
 ``poet publish``, ``poet stats`` and the trainer read what it says, so a name changes here or nowhere.
 
 Pure and light: ``datasets`` is imported only when :func:`features` builds the ``Features`` of the shards.
@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
+
+from poet.transforms.errors import UserError
+
+if TYPE_CHECKING:
+    from poet.transforms.reference import ReferenceModel
 
 # --- folder layout ----------------------------------------------------------------------------------------------
 
@@ -24,7 +30,7 @@ PLOT_KINDS = ("lengths", "chosen_vs_rejected")
 REFERENCE_PLOT = "reference_logps"  # the per-token reference log-probs, in folders scored with --ref-model
 
 SHARD_PATTERN = re.compile(rf"{DATA_DIR}/(?P<split>[^/]+?)-(?P<index>\d{{5}})-of-(?P<count>\d{{5}})\.parquet")
-"""A shard's path in the folder; split names are ``\\w+`` (see ``pipeline.commands.options``), so ``-`` ends them."""
+"""A shard's path in the folder; split names are ``\\w+`` (see :class:`InputSpec`), so ``-`` ends them."""
 
 PUBLISHED_FILES = (CARD_FILE, STATS_FILE, f"{PLOTS_DIR}/*", f"{DATA_DIR}/*.parquet")
 """What a prepared folder shares (fnmatch patterns relative to the folder); ``dead_letter/`` and the manifest stay
@@ -144,19 +150,76 @@ class TokenizerInfo:
     chat_template: bool | None = None
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """The ``poet prepare`` options that shape the data (the card lists them in this order)."""
+DEFAULT_MAX_LENGTH = 2048
+DEFAULT_BATCH_SIZE = 256
+DEFAULT_MAX_SHARD_BYTES = 500 * 10**6  # 500MB, like datasets' push_to_hub
+RESERVED_SPLITS = ("all",)  # datasets.Split.ALL: load_dataset(split="all") means every split
+RECORDED = {"recorded": True}
+"""Metadata of the :class:`PrepareOptions` fields that shape the data: they are ``stats.json``'s ``run.options``."""
 
-    inputs: tuple[str, ...] = ()  # SPLIT=GLOB
-    format: str | None = None
-    max_length: int | None = None
-    max_prompt_length: int | None = None
-    poet: bool = True
-    num_shards: int | None = None
-    max_shard_bytes: int | None = None
-    include_text: bool = True
-    license: str | None = None
+
+@dataclass(frozen=True)
+class InputSpec:
+    split: str
+    pattern: str
+
+    @classmethod
+    def parse(cls, value: str) -> InputSpec:
+        """``[SPLIT=]GLOB``; a bare glob is the ``train`` split. ``gs://`` URLs keep their ``=``-free form."""
+        split, sep, pattern = value.partition("=")
+        if not sep or "/" in split or ":" in split:
+            return cls("train", value)
+        if not re.fullmatch(r"\w+", split):  # shards are data/{split}-*: a "-" would blur the split's glob
+            raise UserError(f"invalid split name {split!r} in --input {value!r}; use letters, digits and _")
+        if split.lower() in RESERVED_SPLITS:
+            raise UserError(f"split name {split!r} in --input {value!r} is reserved by `datasets`; choose another")
+        return cls(split, pattern)
+
+    def __str__(self) -> str:
+        return f"{self.split}={self.pattern}"
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """The options of one ``poet prepare`` run, built once (``pipeline.commands.options.options_from_args``, from
+    the command's arguments or ``poet.prepare``'s keywords) and read as they are by the launcher, the
+    transforms and their DoFns.
+
+    The fields marked :data:`RECORDED` shape the data: they are ``stats.json``'s ``run.options`` (the card lists
+    them in this order), with the inputs named as ``sources`` names them. The others say where and how the job
+    runs; the tokenizer and the reference model are described in their own blocks. A field a reader does not
+    find in a ``stats.json`` takes the default below, as the command would.
+    """
+
+    inputs: tuple[str, ...] = field(default=(), metadata=RECORDED)  # SPLIT=GLOB (str of an InputSpec)
+    format: str | None = field(default=None, metadata=RECORDED)  # None: detected per row
+    max_length: int | None = field(default=DEFAULT_MAX_LENGTH, metadata=RECORDED)  # None: no limit
+    max_prompt_length: int | None = field(default=None, metadata=RECORDED)
+    poet: bool = field(default=True, metadata=RECORDED)
+    num_shards: int | None = field(default=None, metadata=RECORDED)  # None: from max_shard_bytes
+    max_shard_bytes: int = field(default=DEFAULT_MAX_SHARD_BYTES, metadata=RECORDED)
+    include_text: bool = field(default=True, metadata=RECORDED)
+    license: str | None = field(default=None, metadata=RECORDED)
+    tokenizer: str = ""  # path or Hub id (stats.json's run.tokenizer describes it)
+    output: str = ""
+    overwrite: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE  # pairs per tokenizer call
+    push_to_hub: str | None = None
+    reference: ReferenceModel | None = None  # stats.json's reference block describes it
+    ref_model_copies: int | None = None
+
+    @property
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        return tuple(InputSpec.parse(value) for value in self.inputs)
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted({spec.split for spec in self.input_specs})
+
+    def recorded(self) -> dict:
+        """``stats.json``'s ``run.options``: the fields that shape the data, JSON-ready."""
+        return {f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
+                for f in fields(self) if f.metadata == RECORDED}
 
 
 @dataclass(frozen=True)
@@ -168,15 +231,18 @@ class RunDescription:
     source_repos: tuple[SourceRepo, ...] = ()
     conversational: bool | None = None
     tokenizer: TokenizerInfo = field(default_factory=TokenizerInfo)
-    options: RunOptions = field(default_factory=RunOptions)
+    options: PrepareOptions = field(default_factory=PrepareOptions)  # as recorded(): inputs named
     versions: dict[str, str | None] = field(default_factory=dict)  # package -> version (None: not installed)
 
     def to_json(self) -> dict:
-        document = asdict(self)
-        document["sources"] = [asdict(source) for source in self.sources]
-        document["source_repos"] = [asdict(repo) for repo in self.source_repos]
-        document["options"]["inputs"] = list(self.options.inputs)
-        return document
+        return {
+            "sources": [asdict(source) for source in self.sources],
+            "source_repos": [asdict(repo) for repo in self.source_repos],
+            "conversational": self.conversational,
+            "tokenizer": asdict(self.tokenizer),
+            "options": self.options.recorded(),
+            "versions": dict(self.versions),
+        }
 
     @classmethod
     def from_json(cls, document: dict | None) -> RunDescription:
@@ -186,10 +252,14 @@ class RunDescription:
             source_repos=tuple(_build(SourceRepo, r) for r in document.get("source_repos", ())),
             conversational=document.get("conversational"),
             tokenizer=_build(TokenizerInfo, document.get("tokenizer")),
-            options=_build(RunOptions, {**(document.get("options") or {}),
-                                        "inputs": tuple((document.get("options") or {}).get("inputs", ()))}),
+            options=_build(PrepareOptions, {name: tuple(value) if isinstance(value, list) else value
+                                            for name, value in (document.get("options") or {}).items()
+                                            if name in _RECORDED_OPTIONS}),
             versions=dict(document.get("versions") or {}),
         )
+
+
+_RECORDED_OPTIONS = {f.name for f in fields(PrepareOptions) if f.metadata == RECORDED}
 
 
 def _build(kind, values: dict | None):

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from poet.transforms.contract import PrepareOptions
 from poet.transforms.formats import PreferencePair, normalize
 from poet.transforms.readers import SourceRow
 from poet.transforms.errors import describe
@@ -73,16 +74,6 @@ class DeadLetter:
         return line + "\n"
 
 
-@dataclass(frozen=True)
-class PrepareSettings:
-    format: str | None
-    conversational: bool
-    max_length: int | None
-    max_prompt_length: int | None
-    poet: bool
-    include_text: bool
-
-
 def _lengths(ids: TokenizedPair, truncated: TruncatedPair, eos_id: int) -> PairLengths:
     """Lengths for the statistics; a completion "lost its EOS" when truncation removed every EOS it had."""
     room = truncated.completion_room
@@ -101,17 +92,18 @@ def _lengths(ids: TokenizedPair, truncated: TruncatedPair, eos_id: int) -> PairL
 
 
 class PairPreparer:
-    """Normalise, tokenize and truncate a batch of source rows."""
+    """Normalise, tokenize and truncate a batch of source rows, all of one kind (``conversational`` or not)."""
 
-    def __init__(self, tokenizer, settings: PrepareSettings):
+    def __init__(self, tokenizer, options: PrepareOptions, conversational: bool):
         self.pair_tokenizer = PairTokenizer(tokenizer)
-        self.settings = settings
+        self.options = options
+        self.conversational = conversational
 
     def _normalize(self, source: SourceRow) -> PreferencePair:
         if source.reason is not None:
             raise RowRejected(source.reason, source.error)
-        pair = normalize(source.record, self.settings.format)
-        if pair.conversational != self.settings.conversational:
+        pair = normalize(source.record, self.options.format)
+        if pair.conversational != self.conversational:
             kind = "conversational" if pair.conversational else "plain-text"
             raise RowRejected(Reason.MIXED_KINDS, f"a {kind} pair in a dataset of the other kind")
         return pair
@@ -139,7 +131,7 @@ class PairPreparer:
 
     def finish(self, staged: "_StagedBatch", ids: list[list[int]]) -> list[PreparedRow | DeadLetter]:
         """Truncate the tokenized pairs and build the shard rows; dead letters first, then rows in order."""
-        settings = self.settings
+        options = self.options
         results: list[PreparedRow | DeadLetter] = list(staged.dead)
         with rejects_as(Reason.UNEXPECTED_ERROR):
             tokenized = self.pair_tokenizer.assemble(staged.texts, ids)
@@ -148,10 +140,10 @@ class PairPreparer:
             try:
                 with rejects_as(Reason.UNEXPECTED_ERROR):
                     truncated = truncate_pair(
-                        pair_ids, max_length=settings.max_length, max_prompt_length=settings.max_prompt_length,
-                        poet=settings.poet,
+                        pair_ids, max_length=options.max_length, max_prompt_length=options.max_prompt_length,
+                        poet=options.poet,
                     )
-                    row = to_row(pair, truncated, include_text=settings.include_text)
+                    row = to_row(pair, truncated, include_text=options.include_text)
                     lengths = _lengths(pair_ids, truncated, eos_id)
             except RowRejected as rejected:
                 results.append(_dead(origin, source, rejected))

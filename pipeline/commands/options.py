@@ -1,4 +1,4 @@
-"""Options of ``poet prepare``: parsed once on the launcher into a :class:`PrepareConfig`.
+"""Options of ``poet prepare``: parsed once on the launcher into the contract's :class:`PrepareOptions`.
 
 Beam's own options (``--runner``, ``--direct_num_workers``, ``--temp_location``,
 ``--project``…) are not declared here: they pass through untouched to
@@ -8,63 +8,22 @@ Beam's own options (``--runner``, ``--direct_num_workers``, ``--temp_location``,
 from __future__ import annotations
 
 import argparse
-import re
-from dataclasses import dataclass
 
-from poet.transforms.contract import REF_COLUMN_NAMES
+from poet.transforms.contract import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_LENGTH,
+    REF_COLUMN_NAMES,
+    InputSpec,
+    PrepareOptions,
+)
 from poet.transforms.errors import UserError
 from poet.transforms.formats import FORMATS
 from poet.transforms.hub_ids import is_repo_id
 from poet.transforms.hub_licenses import check_license
 from poet.transforms.reference import DEFAULT_BATCH_TOKENS, REF_DTYPES, ReferenceModel
 
-DEFAULT_MAX_LENGTH = 2048
-RESERVED_SPLITS = ("all",)  # datasets.Split.ALL: load_dataset(split="all") means every split
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-DEFAULT_MAX_SHARD_SIZE = "500MB"  # as --max-shard-size shows it, like datasets' push_to_hub
-DEFAULT_MAX_SHARD_BYTES = 500 * _UNITS["MB"]
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    split: str
-    pattern: str
-
-    @classmethod
-    def parse(cls, value: str) -> "InputSpec":
-        """``[SPLIT=]GLOB``; a bare glob is the ``train`` split. ``gs://`` URLs keep their ``=``-free form."""
-        split, sep, pattern = value.partition("=")
-        if not sep or "/" in split or ":" in split:
-            return cls("train", value)
-        if not re.fullmatch(r"\w+", split):  # shards are data/{split}-*: a "-" would blur the split's glob
-            raise UserError(f"invalid split name {split!r} in --input {value!r}; use letters, digits and _")
-        if split.lower() in RESERVED_SPLITS:
-            raise UserError(f"split name {split!r} in --input {value!r} is reserved by `datasets`; choose another")
-        return cls(split, pattern)
-
-
-@dataclass(frozen=True)
-class PrepareConfig:
-    inputs: tuple[InputSpec, ...]
-    tokenizer: str
-    output: str
-    format: str | None = None
-    max_length: int | None = DEFAULT_MAX_LENGTH
-    max_prompt_length: int | None = None
-    poet: bool = True
-    num_shards: int | None = None
-    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
-    include_text: bool = True
-    overwrite: bool = False
-    license: str | None = None
-    batch_size: int = 256
-    push_to_hub: str | None = None
-    reference: ReferenceModel | None = None
-    ref_model_copies: int | None = None
-
-    @property
-    def splits(self) -> list[str]:
-        return sorted({spec.split for spec in self.inputs})
+DEFAULT_MAX_SHARD_SIZE = "500MB"  # as --max-shard-size shows DEFAULT_MAX_SHARD_BYTES
 
 
 def parse_size(value: str) -> int:
@@ -114,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="keep only the prompt's last N tokens")
     tok.add_argument("--no-poet", dest="poet", action="store_false",
                      help="do not cut completions to equal length (publish an untruncated baseline)")
-    tok.add_argument("--batch-size", type=positive_int, default=256, help="pairs per tokenizer call")
+    tok.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="pairs per tokenizer call")
     add_reference_arguments(parser)
     shards = parser.add_argument_group("sharding and publishing")
     shards.add_argument("--num-shards", type=positive_int, default=None,
@@ -151,15 +110,16 @@ def reference_from_args(args: argparse.Namespace) -> ReferenceModel | None:
     return ReferenceModel(args.ref_model, args.ref_gguf_file, args.ref_dtype, args.ref_batch_tokens)
 
 
-def config_from_args(args: argparse.Namespace) -> PrepareConfig:
+def options_from_args(args: argparse.Namespace) -> PrepareOptions:
+    """The run's options, checked: every option problem is one line here, before anything starts."""
     if args.max_length < 0:
         raise UserError("--max-length must be 0 (no limit) or positive")
     if args.push_to_hub and not is_repo_id(args.push_to_hub):
         raise UserError(f"--push-to-hub must look like user/name or org/name, got {args.push_to_hub!r}")
     if args.push_to_hub and not args.license:
         raise UserError("--push-to-hub needs --license ID (e.g. mit, apache-2.0): the Hub card must declare one")
-    return PrepareConfig(
-        inputs=tuple(InputSpec.parse(value) for value in args.input),
+    return PrepareOptions(
+        inputs=tuple(str(InputSpec.parse(value)) for value in args.input),
         tokenizer=args.tokenizer,
         output=args.output.rstrip("/") or "/",
         format=args.format,

@@ -14,7 +14,7 @@ import argparse
 from poet.pipeline.commands.beam_args import check_beam_args
 from poet.pipeline.commands.logs import quiet_logging
 from poet.pipeline.commands.options import add_arguments as _add_prepare_arguments
-from poet.pipeline.commands.options import config_from_args
+from poet.pipeline.commands.options import options_from_args
 from poet.transforms.errors import UserError
 
 
@@ -31,23 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     quiet_logging()
     check_beam_args(args.beam_args, sorted(args._parser._option_string_actions), "poet prepare")
-    config = config_from_args(args)
+    options = options_from_args(args)
 
     from poet.pipeline.launch.prepare import run as run_pipeline
     from poet.transforms.stats_table import render
 
-    document = run_pipeline(config, args.beam_args)
+    document = run_pipeline(options, args.beam_args)
     print(render(document))
-    print(f"\nwrote {config.output}")
-    if config.push_to_hub:
+    print(f"\nwrote {options.output}")
+    if options.push_to_hub:
         import shlex
 
         from poet.pipeline.hub.publish import publish
 
         try:
-            result = publish(config.output, config.push_to_hub)
+            result = publish(options.output, options.push_to_hub)
         except UserError as err:
-            raise UserError(f"{err}. The dataset is ready in {config.output}; to publish it, run: poet publish "
-                            f"{shlex.quote(config.output)} --repo-id {config.push_to_hub}") from None
+            raise UserError(f"{err}. The dataset is ready in {options.output}; to publish it, run: poet publish "
+                            f"{shlex.quote(options.output)} --repo-id {options.push_to_hub}") from None
         print(result)
     return 0

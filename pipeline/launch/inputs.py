@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from apache_beam.io.filesystems import FileSystems
 
 from poet.pipeline.hub.input_files import HubGlob, HubSource, is_hub_path, list_files, resolve_revision
-from poet.pipeline.commands.options import PrepareConfig
 from poet.pipeline.steps.read import open_input
+from poet.transforms.contract import PrepareOptions
 from poet.transforms.errors import UserError, describe, first_line, unreadable_file
 from poet.transforms.formats import normalize
 from poet.transforms.readers import SUFFIXES, is_supported, iter_rows
@@ -74,9 +74,9 @@ def _check_regular(path: str) -> None:
         raise UserError(f"{path} is not a regular file (a FIFO, device or folder?); pass files only")
 
 
-def plan_inputs(config: PrepareConfig) -> InputPlan:
+def plan_inputs(options: PrepareOptions) -> InputPlan:
     files, seen, pinned = [], {}, {}
-    for spec in config.inputs:
+    for spec in options.input_specs:
         if is_hub_path(spec.pattern):
             glob = HubGlob.parse(spec.pattern)
             key = (glob.repo_id, glob.requested)
@@ -97,7 +97,7 @@ def plan_inputs(config: PrepareConfig) -> InputPlan:
                                 "each file may feed one split only")
             seen[identity] = path
             files.append((spec.split, len(files), path))
-    kinds = {path: _peek_kind(path, config.format) for _, _, path in files}
+    kinds = {path: _peek_kind(path, options.format) for _, _, path in files}
     found = {kind for kind in kinds.values() if kind is not None}
     if len(found) > 1:
         conv = next(p for p, k in kinds.items() if k)

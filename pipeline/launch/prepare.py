@@ -13,7 +13,6 @@ import os
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from poet.pipeline.commands.options import PrepareConfig
 from poet.pipeline.hub.input_files import is_hub_path
 from poet.pipeline.launch.inputs import InputPlan, plan_inputs
 from poet.pipeline.launch.output import check_output
@@ -22,7 +21,7 @@ from poet.pipeline.launch.runners import choose_runner, on_this_machine, run_in_
 from poet.pipeline.launch.staged import run_staged
 from poet.pipeline.steps.prepare_dataset import PrepareDataset
 from poet.pipeline.steps.tokenizer_source import TokenizerSource
-from poet.transforms.contract import RunDescription, RunOptions, Source, SourceRepo, TokenizerInfo
+from poet.transforms.contract import PrepareOptions, RunDescription, Source, SourceRepo, TokenizerInfo
 from poet.transforms.errors import UserError
 from poet.transforms.tokenization import tokenizer_fingerprint
 
@@ -35,7 +34,7 @@ def source_name(path: str) -> str:
     return path if is_hub_path(path) else path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> RunDescription:
+def describe_run(options: PrepareOptions, plan: InputPlan, tokenizer) -> RunDescription:
     """Provenance for the card and stats.json: what went in and with what.
 
     No date: the same input and options give byte-identical files, so that
@@ -51,57 +50,49 @@ def describe_run(config: PrepareConfig, plan: InputPlan, tokenizer) -> RunDescri
         source_repos=tuple(SourceRepo(hub.repo_id, hub.revision, hub.requested) for hub in plan.hub_sources),
         conversational=plan.conversational,
         tokenizer=TokenizerInfo(
-            name=source_name(config.tokenizer) if os.path.isdir(config.tokenizer) else config.tokenizer,
+            name=source_name(options.tokenizer) if os.path.isdir(options.tokenizer) else options.tokenizer,
             sha256=tokenizer_fingerprint(tokenizer),
             eos_token=tokenizer.eos_token,
             vocab_size=len(tokenizer),
             chat_template=bool(tokenizer.chat_template),
         ),
-        options=RunOptions(
-            inputs=tuple(f"{spec.split}={source_name(spec.pattern)}" for spec in config.inputs),
-            format=config.format,
-            max_length=config.max_length,
-            max_prompt_length=config.max_prompt_length,
-            poet=config.poet,
-            num_shards=config.num_shards,
-            max_shard_bytes=config.max_shard_bytes,
-            include_text=config.include_text,
-            license=config.license,
+        options=dataclasses.replace(
+            options, inputs=tuple(f"{spec.split}={source_name(spec.pattern)}" for spec in options.input_specs)
         ),
         versions=versions,
     )
 
 
-def run(config: PrepareConfig, beam_args: list[str]) -> dict:
+def run(options: PrepareOptions, beam_args: list[str]) -> dict:
     """Run the whole job; return the stats document of the finished folder."""
-    check_output(config.output, config.overwrite)
+    check_output(options.output, options.overwrite)
     with PlotHelper() as plots:  # it gets ready while the rest starts up
-        return _run(config, beam_args, plots)
+        return _run(options, beam_args, plots)
 
 
-def _run(config: PrepareConfig, beam_args: list[str], plots: PlotHelper) -> dict:
-    plan = plan_inputs(config)
-    options = PipelineOptions(beam_args)
-    runner = choose_runner(options, len(plan.files))
-    source = TokenizerSource.resolve(config.tokenizer, carry=not on_this_machine(runner))
+def _run(options: PrepareOptions, beam_args: list[str], plots: PlotHelper) -> dict:
+    plan = plan_inputs(options)
+    beam_options = PipelineOptions(beam_args)
+    runner = choose_runner(beam_options, len(plan.files))
+    source = TokenizerSource.resolve(options.tokenizer, carry=not on_this_machine(runner))
     tokenizer = source.load()
     if plan.conversational and not tokenizer.chat_template:
         raise UserError(
-            f"the data is conversational but tokenizer {config.tokenizer!r} has no chat template; "
+            f"the data is conversational but tokenizer {options.tokenizer!r} has no chat template; "
             "use a chat tokenizer or plain-text data"
         )
-    if config.reference is not None:
+    if options.reference is not None:
         from poet.pipeline.steps.reference import check_reference_model
 
-        config = dataclasses.replace(
-            config, reference=check_reference_model(config.reference, len(tokenizer), config.max_length)
+        options = dataclasses.replace(
+            options, reference=check_reference_model(options.reference, len(tokenizer), options.max_length)
         )
-    run_description = describe_run(config, plan, tokenizer)
+    run_description = describe_run(options, plan, tokenizer)
     kind = "conversational" if plan.conversational else "plain-text"
     return run_staged(
-        config.output, config.overwrite, runner, options, f"poet: {len(plan.files)} file(s), {kind} data",
+        options.output, options.overwrite, runner, beam_options, f"poet: {len(plan.files)} file(s), {kind} data",
         lambda staging: "PrepareDataset" >> PrepareDataset(
-            config, plan, source, staging, run_description, spread=not run_in_process(runner, options)
+            options, plan, source, staging, run_description, spread=not run_in_process(runner, beam_options)
         ),
         plots,
     )  # fmt: skip

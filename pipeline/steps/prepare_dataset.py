@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from poet.pipeline.commands.options import PrepareConfig
 from poet.pipeline.launch.inputs import InputPlan
 from poet.pipeline.steps.dead_letters import WriteDeadLetters
 from poet.pipeline.steps.length_stats import ComputeLengthStats
@@ -19,50 +18,41 @@ from poet.pipeline.steps.prepare_pairs import PreparePairs
 from poet.pipeline.steps.read import ReadPreferenceFiles
 from poet.pipeline.steps.tokenizer_source import TokenizerSource
 from poet.pipeline.steps.write_shards import WriteShards
-from poet.transforms.contract import RunDescription
-from poet.transforms.prepare import PrepareSettings
+from poet.transforms.contract import PrepareOptions, RunDescription
 from poet.transforms.schema import preference_features
 
 
 class PrepareDataset(beam.PTransform):
     """All of ``poet prepare`` as one composite transform writing into ``folder``."""
 
-    def __init__(self, config: PrepareConfig, plan: InputPlan, tokenizer: TokenizerSource, folder: str,
+    def __init__(self, options: PrepareOptions, plan: InputPlan, tokenizer: TokenizerSource, folder: str,
                  run: RunDescription, spread: bool = True):
         super().__init__()
-        self.config, self.plan, self.tokenizer, self.folder, self.run = config, plan, tokenizer, folder, run
+        self.options, self.plan, self.tokenizer, self.folder, self.run = options, plan, tokenizer, folder, run
         self.spread = spread  # spread rows over workers; pointless for one in-process worker (see run_in_process)
 
     def expand(self, pbegin):
-        config = self.config
-        features = preference_features(conversational=self.plan.conversational, include_text=config.include_text,
-                                       reference=config.reference is not None)
-        settings = PrepareSettings(
-            format=config.format,
-            conversational=self.plan.conversational,
-            max_length=config.max_length,
-            max_prompt_length=config.max_prompt_length,
-            poet=config.poet,
-            include_text=config.include_text,
-        )
+        options = self.options
+        features = preference_features(conversational=self.plan.conversational, include_text=options.include_text,
+                                       reference=options.reference is not None)
         # rows travel in lists (one per tokenizer batch) wherever they are shuffled: see ReadPreferenceFiles
-        chunk_rows = config.batch_size * PreparePairs.BATCHES_PER_CHUNK
+        chunk_rows = options.batch_size * PreparePairs.BATCHES_PER_CHUNK
         row_lists, dead_letters = (
             pbegin
             | "ReadFiles" >> ReadPreferenceFiles(self.plan.files, chunk_rows, spread=self.spread)
-            | "PreparePairs" >> PreparePairs(self.tokenizer, settings, config.batch_size)
+            | "PreparePairs" >> PreparePairs(self.tokenizer, options, self.plan.conversational)
         )
         reference_stats = ()
-        if config.reference is not None:
+        if options.reference is not None:
             from poet.pipeline.steps.reference import ScoreReference  # Beam's RunInference imports torch: only here
 
-            row_lists, scores = row_lists | "ScoreReference" >> ScoreReference(config.reference, config.ref_model_copies)
+            row_lists, scores = row_lists | "ScoreReference" >> ScoreReference(options.reference, options.ref_model_copies)
             reference_stats = (scores,)
         shards = row_lists | "WriteShards" >> WriteShards(
-            self.folder, config.splits, features.arrow_schema, config.num_shards, config.max_shard_bytes
+            self.folder, options.splits, features.arrow_schema, options.num_shards, options.max_shard_bytes
         )
         dead_letter_files = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(self.folder)
         stats = (row_lists, dead_letters) | "LengthStats" >> ComputeLengthStats()
         return (stats, shards, dead_letter_files, *reference_stats) | "WriteMetadata" >> WriteDatasetMetadata(
-            self.folder, config.splits, self.run, features, repo_id=config.push_to_hub, reference=config.reference
+            self.folder, options.splits, self.run, features, repo_id=options.push_to_hub, reference=options.reference
         )

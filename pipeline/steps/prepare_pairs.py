@@ -10,7 +10,8 @@ from apache_beam.metrics import Metrics
 
 from poet.pipeline.steps.read import RowBatch
 from poet.pipeline.steps.tokenizer_source import TokenizerSource
-from poet.transforms.prepare import DeadLetter, OverlappingPreparer, PairPreparer, PrepareSettings
+from poet.transforms.contract import PrepareOptions
+from poet.transforms.prepare import DeadLetter, OverlappingPreparer, PairPreparer
 
 _log = logging.getLogger("poet")
 
@@ -24,15 +25,15 @@ class _PrepareBatch(beam.DoFn):
     ``process``: Beam's Dask runner drops what ``finish_bundle`` emits.
     """
 
-    def __init__(self, tokenizer: TokenizerSource, settings: PrepareSettings, batch_size: int,
+    def __init__(self, tokenizer: TokenizerSource, options: PrepareOptions, conversational: bool,
                  report_every_s: float = 10.0):
         self.tokenizer = tokenizer
-        self.settings = settings
-        self.batch_size = batch_size
+        self.options = options
+        self.conversational = conversational
         self.report_every_s = report_every_s
 
     def setup(self):
-        self.preparer = OverlappingPreparer(PairPreparer(self.tokenizer.load(), self.settings))
+        self.preparer = OverlappingPreparer(PairPreparer(self.tokenizer.load(), self.options, self.conversational))
         self.kept = Metrics.counter("poet", "pairs_kept")
         self.dead = {}
         self.lengths = {q: Metrics.distribution("poet", f"{q}_length") for q in ("prompt", "chosen", "rejected", "poet")}
@@ -40,8 +41,9 @@ class _PrepareBatch(beam.DoFn):
 
     def process(self, chunk):
         self.preparer.discard()  # nothing carried over from a chunk that failed
-        for start in range(0, len(chunk), self.batch_size):
-            batch = chunk[start:start + self.batch_size]
+        batch_size = self.options.batch_size
+        for start in range(0, len(chunk), batch_size):
+            batch = chunk[start:start + batch_size]
             yield from self._route(self.preparer.push(batch))
             self._report(len(batch))
         yield from self._route(self.preparer.flush())
@@ -84,7 +86,7 @@ class PreparePairs(beam.PTransform):
     """Chunks of ``(RowOrigin, SourceRow)`` → ``(row_lists, dead_letters)``: lists (:class:`RowBatch`) of
     ``PreparedRow``, and one ``DeadLetter`` per element.
 
-    Each chunk is prepared in tokenizer batches of at most ``batch_size`` rows;
+    Each chunk is prepared in tokenizer batches of at most ``options.batch_size`` rows;
     chunks of ``BATCHES_PER_CHUNK`` batches keep the tokenizer busy. One ParDo
     emits both kinds and two filters split them: Beam's Dask runner does not
     separate the tagged outputs of a ParDo.
@@ -92,15 +94,15 @@ class PreparePairs(beam.PTransform):
 
     BATCHES_PER_CHUNK = 8
 
-    def __init__(self, tokenizer: TokenizerSource, settings: PrepareSettings, batch_size: int):
+    def __init__(self, tokenizer: TokenizerSource, options: PrepareOptions, conversational: bool):
         super().__init__()
         self.tokenizer = tokenizer
-        self.settings = settings
-        self.batch_size = batch_size
+        self.options = options
+        self.conversational = conversational
 
     def expand(self, chunks):
         prepared = chunks | "TokenizeAndTruncate" >> beam.ParDo(
-            _PrepareBatch(self.tokenizer, self.settings, self.batch_size)
+            _PrepareBatch(self.tokenizer, self.options, self.conversational)
         )
         return (
             prepared | "Kept" >> beam.Filter(lambda output: isinstance(output, RowBatch)).with_output_types(RowBatch),

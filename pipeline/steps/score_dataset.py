@@ -14,7 +14,6 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from poet.pipeline.commands.options import DEFAULT_MAX_SHARD_BYTES
 from poet.pipeline.steps.gather import GatherTagged, Spread
 from poet.pipeline.steps.metadata import file_sizes, write_metadata
 from poet.pipeline.steps.read import RowBatch
@@ -88,7 +87,7 @@ class ScorePreparedDataset(beam.PTransform):
         )
         splits = sorted(self.document["splits"])
         shards = rows | "WriteShards" >> WriteShards(
-            self.folder, splits, self.schema, options.num_shards, options.max_shard_bytes or DEFAULT_MAX_SHARD_BYTES
+            self.folder, splits, self.schema, options.num_shards, options.max_shard_bytes
         )
         return (
             {"shard": shards, "reference": stats}
