@@ -13,6 +13,8 @@ a whole process, imports included: what a user waits for.
 3. ``poet prepare`` vs TRL 1.x ``DPOTrainer._prepare_dataset`` on the same pairs;
 4. scaling 1x, 5x, 20x, 100x: time per pair and peak memory;
 5. the local runner default (one in-process worker) vs one worker process per core;
+8. all cores: the default run vs N x one pinned core's render+encode throughput and vs TRL with
+   ``dataset_num_proc=N``, and the default run held to 1, 2, ... N cores (:mod:`benchmarks.all_cores`);
 6. ``poet train`` vs TRL ``DPOTrainer`` on the same tiny model, data and batch size,
    and the share of training tokens POET removes on the sample;
 7. reference log-probs: ``poet score`` (Beam RunInference) vs ``poet train --precompute-ref``
@@ -207,11 +209,13 @@ def baseline_code(ref: str) -> Path:
 # --------------------------------------------------------------------------- the suite
 
 
-def run_prepare(label: str, path: Path, output: str, *extra: str, code: Path = REPO) -> Measured:
-    """One whole ``poet prepare`` process from the code in ``code`` (this checkout or a baseline)."""
+def run_prepare(label: str, path: Path, output: str, *extra: str, code: Path = REPO,
+                cores: int | None = None) -> Measured:
+    """One whole ``poet prepare`` process from the code in ``code`` (this checkout or a baseline), on its first
+    ``cores`` cores (default: all)."""
     args = {"input": str(path), "tokenizer": str(TOKENIZER), "output": str(WORK / "out" / output),
             "extra": list(extra), "code": str(code if code == REPO else code / "poet"),
-            "stats_file": contract.STATS_FILE}
+            "stats_file": contract.STATS_FILE, "cores": cores}
     return measure("prepare", args, label, pythonpath=None if code == REPO else code)
 
 
@@ -274,6 +278,12 @@ def run_suite(options) -> dict:
         from benchmarks import reference
 
         results["reference"] = reference.compare(options, WORK / "train-data", training.tiny_model(), measure)
+    print(f"8. all cores: the default run vs the {os.cpu_count()}-core linear limit and TRL with as many processes, "
+          f"on the {large}x pairs", flush=True)
+    from benchmarks import all_cores
+
+    results["all_cores"] = all_cores.compare(inputs[large], large, options.repeat, default_run=scaling[large])
+
     results["machine"]["load_after"] = _load()
     return results
 
@@ -499,6 +509,10 @@ def report(results: dict) -> str:
         from benchmarks import reference
 
         lines += reference.report(results["reference"])
+    if results.get("all_cores"):
+        from benchmarks import all_cores
+
+        lines += all_cores.report(results["all_cores"])
     saved = scaling[1]["training_tokens"]
     lines += [
         "## POET's saving on the sample",

@@ -17,6 +17,21 @@ import time
 from benchmarks.usage import cpu_seconds, rss_mb
 
 
+def hold_to_cores(cores: int | None) -> None:
+    """Run this process (its threads and the processes it starts) on its first ``cores`` cores only."""
+    if cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
+
+
+def one_core() -> None:
+    """One core, and the tokenizer's own threads off: one core's throughput, for the N-core linear limit.
+
+    Before the tokenizer is loaded: Rust's thread pool reads its size when first used."""
+    hold_to_cores(1)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ["RAYON_NUM_THREADS"] = "1"
+
+
 def prepare(args: dict) -> None:
     """``poet prepare`` as a user runs it: this whole process is timed from outside, imports and exit included.
 
@@ -27,11 +42,13 @@ def prepare(args: dict) -> None:
     checkout, or a baseline's copy put first on ``PYTHONPATH``): checked after the
     run, so a benchmark can never compare a checkout with itself by mistake.
     ``args["stats_file"]`` names the statistics file (the launcher's contract:
-    a baseline may predate ``poet.transforms.contract``).
+    a baseline may predate ``poet.transforms.contract``). ``args["cores"]`` holds
+    the run to that many cores.
     """
     import atexit
     from pathlib import Path
 
+    hold_to_cores(args.get("cores"))
     from poet.pipeline.commands import cli
 
     argv = ["prepare", "--input", args["input"], "--tokenizer", args["tokenizer"], "--output", args["output"],
@@ -80,7 +97,10 @@ def ceiling(args: dict) -> dict:
     The pairs are read and the tokenizer loaded before the clock starts; rendering
     (``apply_chat_template`` over the whole list, the public batched call) is timed
     once and counted in every way of encoding, since the pipeline must render too.
+    ``args["one_core"]``: on one core with the tokenizer's threads off (see :func:`one_core`).
     """
+    if args.get("one_core"):
+        one_core()
     from benchmarks.data import read_pairs
     from poet.transforms.tokenization import load_tokenizer
 
@@ -114,7 +134,9 @@ def ceiling(args: dict) -> dict:
 
 
 def trl_prepare(args: dict) -> dict:
-    """TRL 1.x ``DPOTrainer._prepare_dataset`` on the same pairs: what a user's training script runs first."""
+    """TRL 1.x ``DPOTrainer._prepare_dataset`` on the same pairs: what a user's training script runs first.
+
+    ``args["num_proc"]``: its ``dataset_num_proc`` (default: TRL's, one process)."""
     import types
 
     from datasets import Dataset, disable_progress_bars
@@ -129,7 +151,8 @@ def trl_prepare(args: dict) -> dict:
     tokenizer = load_tokenizer(args["tokenizer"])
     pairs = read_pairs(args["input"])
     dataset = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
-    config = DPOConfig(output_dir=args["output"], max_length=None, bf16=False, use_cpu=True, report_to=[])
+    config = DPOConfig(output_dir=args["output"], max_length=None, bf16=False, use_cpu=True, report_to=[],
+                       dataset_num_proc=args.get("num_proc"))
     stub = types.SimpleNamespace(_tokenizer=tokenizer)
     start, cpu = time.perf_counter(), cpu_seconds()
     prepared = DPOTrainer._prepare_dataset(stub, dataset, tokenizer, config, "train")

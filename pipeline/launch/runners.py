@@ -9,6 +9,7 @@
   ``--dask_client_address``, or on a local cluster without it. Its work is
   split by ``--dask_npartitions``; poet's default is one partition per input
   file, since everything downstream keeps the partitions of the file list.
+  More partitions than files read the files in parts (:func:`input_parts`).
 * ``DataflowRunner``: Google Cloud Dataflow (the ``gcp`` extra), set up by Beam.
 
 Any other name is refused with one line listing these.
@@ -75,6 +76,17 @@ def run_in_process(runner, options: PipelineOptions) -> bool:
     """Whether the job runs as one worker inside this process (the default local run)."""
     direct = options.view_as(DirectOptions)
     return on_this_machine(runner) and direct.direct_running_mode in (None, "in_memory")
+
+
+def input_parts(runner, options: PipelineOptions) -> int:
+    """Into how many parts the input is read: Dask's partitions (``--dask_npartitions``, one per file unless
+    given), so that more partitions than files split the large files; one part for the other runners (the direct
+    runner's worker processes share the chunks of rows, Dataflow splits its own work)."""
+    if runner is None or on_this_machine(runner):
+        return 1
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    return options.view_as(DaskOptions).npartitions or 1
 
 
 def release(result) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 
 import apache_beam as beam
 from apache_beam.coders import coder_impl
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from poet.pipeline.steps.gather import Spread
 from poet.pipeline.hub.input_files import is_hub_path, open_hub_file
+from poet.pipeline.steps.progress import progress
 from poet.transforms.errors import InputFileError, describe
 from poet.transforms.prepare import RowOrigin
-from poet.transforms.readers import iter_rows
+from poet.transforms.progress import ProgressSettings
+from poet.transforms.readers import WHOLE, Part, iter_rows
 
 
 class RowBatch(list):
@@ -59,33 +63,62 @@ def open_input(path: str):
 
 
 class _ReadFile(beam.DoFn):
-    """One file → lists of up to ``chunk_rows`` consecutive rows."""
+    """One file, or one part of it → lists of up to ``chunk_rows`` consecutive rows, counted in this worker's
+    progress (a part counts its rows; the bytes read, for the time left, count in one-process runs, which read
+    files whole)."""
 
-    def __init__(self, chunk_rows: int):
+    def __init__(self, chunk_rows: int, progress: ProgressSettings):
         self.chunk_rows = chunk_rows
+        self.progress = progress
+
+    def setup(self):
+        self.rows_read = Metrics.counter("poet", "rows_read")
 
     def process(self, spec):
-        split, file_index, path = spec
+        split, file_index, path, part = _with_part(spec)
+        whole = part == WHOLE
         chunk = RowBatch()
         try:
             with open_input(path) as stream:
-                for source in iter_rows(path, stream):
+                counted = 0  # bytes of this file already counted
+                for source in iter_rows(path, stream, part):
                     if len(chunk) >= self.chunk_rows:
+                        counted = self._count(chunk, _position(path, stream, counted) if whole else 0, counted)
                         yield chunk
                         chunk = RowBatch()
                     chunk.append((RowOrigin(split, path, file_index, source.line), source))
+                end = stream.seek(0, io.SEEK_END) if whole else 0
         except Exception as err:  # noqa: BLE001 - a damaged or vanished file ends the run with one line
             raise InputFileError(path, describe(err)) from err
+        self._count(chunk, end, counted)
         if chunk:
             yield chunk
 
+    def _count(self, chunk: RowBatch, position: int, counted: int) -> int:
+        self.rows_read.inc(len(chunk))
+        progress(self.progress).count_read(len(chunk), position - counted)
+        return position
+
+
+def _with_part(spec: tuple) -> tuple[str, int, str, Part]:
+    """``(split, file_index, path)`` reads the whole file; ``(split, file_index, path, part)`` that part."""
+    return (*spec, WHOLE) if len(spec) == 3 else spec
+
+
+def _position(path: str, stream, counted: int) -> int:
+    """How far into the file a line-based reader is (for ``.gz``, in compressed bytes); a Parquet file is read
+    by row groups after its footer, so it counts when it is done."""
+    return counted if path.lower().endswith(".parquet") else max(stream.tell(), counted)
+
 
 class ReadPreferenceFiles(beam.PTransform):
-    """Read ``(split, file_index, path)`` specs into chunks (:class:`RowBatch`) of ``(RowOrigin, SourceRow)`` pairs.
+    """Read ``(split, file_index, path[, part])`` specs into chunks (:class:`RowBatch`) of ``(RowOrigin, SourceRow)``
+    pairs.
 
-    One file is read by one worker (line numbers must be exact for the dead
-    letters and the shard order); with ``spread`` the files, then the chunks,
-    are spread over the workers. Rows travel in chunks of ``chunk_rows`` (a few
+    One file, or one part of it (:func:`~transforms.readers.split_file`: its
+    rows keep the numbers of the whole file, which the dead letters and the
+    shard order need), is read by one worker; with ``spread`` the specs, then
+    the chunks, are spread over the workers. Rows travel in chunks of ``chunk_rows`` (a few
     tokenizer batches), so the runner's per-element cost (encoding,
     shuffling) is paid once per chunk, not once per row.
 
@@ -94,20 +127,22 @@ class ReadPreferenceFiles(beam.PTransform):
     writing fuse into one streaming stage and no runner buffer ever holds the dataset.
     """
 
-    def __init__(self, files: list[tuple[str, int, str]], chunk_rows: int = 256, spread: bool = True):
+    def __init__(self, files: list[tuple], progress: ProgressSettings, chunk_rows: int = 256,
+                 spread: bool = True):
         super().__init__()
         self.files = files
+        self.progress = progress
         self.chunk_rows = chunk_rows
         self.spread = spread
 
     def expand(self, pbegin):
         files = pbegin | "ListFiles" >> beam.Create(self.files)
-        read = beam.ParDo(_ReadFile(self.chunk_rows)).with_output_types(RowBatch)
+        read = beam.ParDo(_ReadFile(self.chunk_rows, self.progress)).with_output_types(RowBatch)
         if not self.spread:
             return files | "ReadRows" >> read
         return (
             files
-            | "SpreadFiles" >> Spread(lambda spec: spec[1])
+            | "SpreadFiles" >> Spread(lambda spec: (spec[1], _with_part(spec)[3].first))
             | "ReadRows" >> read
             | "SpreadChunks" >> Spread(lambda chunk: chunk[0][0].sort_key)
         )
