@@ -103,17 +103,16 @@ def test_rows_read_kept_and_dead_lettered_are_beam_metrics(tmp_path):
     from poet.pipeline.steps.prepare_pairs import PreparePairs
     from poet.pipeline.steps.read import ReadPreferenceFiles
     from poet.pipeline.steps.tokenizer_source import TokenizerSource
-    from poet.transforms.prepare import PrepareSettings
+    from poet.transforms.contract import PrepareOptions
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "Hi", "chosen": "a", "rejected": "b"}\nnot json\n')
-    settings = PrepareSettings(format=None, conversational=False, max_length=None, max_prompt_length=None,
-                               poet=True, include_text=True)
     progress = ProgressSettings(every_s=0, terminal=False)
+    tokenizer = TokenizerSource.resolve(str(MINIMIND), carry=False)
     pipeline = beam.Pipeline()
     _ = (pipeline
          | ReadPreferenceFiles([("train", 0, str(bad))], progress)
-         | PreparePairs(TokenizerSource.resolve(str(MINIMIND), carry=False), settings, 8, progress))  # fmt: skip
+         | PreparePairs(tokenizer, PrepareOptions(max_length=None, batch_size=8), False, progress))  # fmt: skip
     result = pipeline.run()
     result.wait_until_finish()
     counters = {metric.key.metric.name: metric.committed

@@ -75,11 +75,13 @@ def assert_same_files(expected: dict[str, bytes], folder: Path) -> None:
     assert not list(folder.glob(".poet-fragments")), "temporary fragments must not reach the output"
 
 
-def test_worker_processes_write_the_same_bytes_as_one_in_process_worker(tmp_path, scale_args, in_process_run):
+def test_worker_processes_write_the_same_bytes_as_one_in_process_worker(tmp_path, scale_args, in_process_run, capfd):
     assert prepare(tmp_path / "two", *scale_args, "--direct_num_workers", "2",
-                   "--direct_running_mode", "multi_processing") == 0
+                   "--direct_running_mode", "multi_processing", "--progress-every", "0.01") == 0
     assert_same_files(in_process_run, tmp_path / "two")
     assert_every_row_accounted_for(tmp_path / "two", HOSTILE, "hostile")
+    progress = [line for line in capfd.readouterr().err.splitlines() if "rows read" in line]
+    assert progress and all(line.startswith("poet worker ") for line in progress)  # each worker logs its own
 
 
 def test_row_batches_travel_whole_and_are_measured_by_one_row():
@@ -93,6 +95,7 @@ def test_row_batches_travel_whole_and_are_measured_by_one_row():
     from poet.pipeline.steps.read import ReadPreferenceFiles, RowBatch, RowBatchCoder
     from poet.pipeline.steps.tokenizer_source import TokenizerSource
     from poet.transforms.contract import PrepareOptions
+    from poet.transforms.progress import ProgressSettings
 
     coder = beam.coders.registry.get_coder(RowBatch)
     assert isinstance(coder, RowBatchCoder)
@@ -103,10 +106,11 @@ def test_row_batches_travel_whole_and_are_measured_by_one_row():
     assert impl.estimate_size(RowBatch()) == 1
 
     options = PrepareOptions(max_length=None, batch_size=8)
+    progress = ProgressSettings(every_s=0, terminal=False)
     for spread in (False, True):
         pipeline = beam.Pipeline()
-        chunks = pipeline | ReadPreferenceFiles([("train", 0, str(HH_SAMPLE))], spread=spread)
-        rows, _ = chunks | PreparePairs(TokenizerSource.resolve(str(MINIMIND), carry=False), options, True)
+        chunks = pipeline | ReadPreferenceFiles([("train", 0, str(HH_SAMPLE))], progress, spread=spread)
+        rows, _ = chunks | PreparePairs(TokenizerSource.resolve(str(MINIMIND), carry=False), options, True, progress)
         assert chunks.element_type is RowBatch and rows.element_type is RowBatch
 
 
@@ -193,6 +197,47 @@ def test_a_two_worker_dask_cluster_writes_the_same_bytes_as_one_in_process_worke
     assert_same_files(in_process_run, tmp_path / "dask")
     after = dask_cluster.executed_tasks()
     assert all(a > b for a, b in zip(after, before)), f"both workers must have worked: {before} -> {after}"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_dask_partitions_split_one_large_file_and_write_the_same_bytes(tmp_path, dask_cluster):
+    """``--dask_npartitions 4`` on one ``.jsonl`` (and one ``.parquet`` of several row groups): the files are read
+    in parts by both workers, and the dataset is byte for byte the in-process run's."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    jsonl = tmp_path / "hh.jsonl"
+    jsonl.write_bytes(gzip.decompress(HH_SAMPLE.read_bytes()) + b"not json\n\n")
+    rows = [json.loads(line) for line in SHAREGPT_SAMPLE.read_text().splitlines()] if SHAREGPT_SAMPLE.suffix == \
+        ".jsonl" else json.loads(SHAREGPT_SAMPLE.read_text())
+    parquet = tmp_path / "sharegpt.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet, row_group_size=50)
+    args = ["--input", f"train={jsonl}", "--input", f"test={parquet}", "--tokenizer", str(MINIMIND),
+            "--max-length", "512", "--num-shards", "3", "--batch-size", "100"]
+    assert prepare(tmp_path / "one", *args) == 0
+    before = dask_cluster.executed_tasks()
+    code = prepare(tmp_path / "dask", *args, "--runner", "DaskRunner", "--dask_client_address", dask_cluster.address,
+                   "--dask_npartitions", "4")
+    assert code == 0, dask_cluster.logs()
+    assert_same_files(dataset_files(tmp_path / "one"), tmp_path / "dask")
+    after = dask_cluster.executed_tasks()
+    assert all(a > b for a, b in zip(after, before)), f"both workers must have worked: {before} -> {after}"
+
+
+def test_more_partitions_than_files_cut_the_splittable_files(tmp_path):
+    from poet.pipeline.launch.inputs import read_parts
+
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text("".join(f'{{"prompt": "p{i}", "chosen": "a", "rejected": "b"}}\n' for i in range(100)))
+    files = [("train", 0, str(jsonl)), ("train", 1, str(HH_SAMPLE))]
+    assert read_parts(files, 2) == files
+    reads = read_parts(files, 6)
+    assert [spec[:3] for spec in reads] == [files[0]] * 3 + [files[1]]  # gzip: read whole
+    data = jsonl.read_bytes()
+    assert [spec[3].first for spec in reads[:3]] == [data[:spec[3].start].count(b"\n") + 1 for spec in reads[:3]]
+    assert reads[0][3].start == 0 and reads[1][3].start > 0
 
 
 def test_runner_problems_are_one_line(tmp_path, capsys):

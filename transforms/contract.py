@@ -204,6 +204,7 @@ class PrepareOptions:
     output: str = ""
     overwrite: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE  # pairs per tokenizer call
+    progress_every_s: float = 5.0  # seconds between two progress reports on this machine; 0: none
     push_to_hub: str | None = None
     reference: ReferenceModel | None = None  # stats.json's reference block describes it
     ref_model_copies: int | None = None

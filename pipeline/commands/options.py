@@ -51,6 +51,13 @@ def positive_int(value: str) -> int:
     return number
 
 
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {value}")
+    return number
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("input and output")
     io.add_argument("--input", action="append", required=True, metavar="[SPLIT=]GLOB",
@@ -64,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="replace an existing output folder that poet wrote (one with a manifest.json)")
     io.add_argument("--drop-text", action="store_true",
                     help="omit the prompt/chosen/rejected text columns (token ids only)")
+    io.add_argument("--progress-every", type=_seconds, default=5.0, metavar="SECONDS",
+                    help="show rows read, kept and dead-lettered this often on this machine (a line redrawn on "
+                         "a terminal, else a log line); 0: never")
     tok = parser.add_argument_group("tokenization and truncation")
     tok.add_argument("--tokenizer", required=True, metavar="PATH_OR_ID",
                      help="transformers tokenizer: local folder, gs:// folder or Hub id")
@@ -132,6 +142,7 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
         overwrite=args.overwrite,
         license=check_license(args.license) if args.license is not None else None,
         batch_size=args.batch_size,
+        progress_every_s=args.progress_every,
         push_to_hub=args.push_to_hub,
         reference=reference_from_args(args),
         ref_model_copies=args.ref_model_copies,

@@ -20,7 +20,7 @@ from poet.pipeline.steps.read import open_input
 from poet.transforms.contract import PrepareOptions
 from poet.transforms.errors import UserError, describe, first_line, unreadable_file
 from poet.transforms.formats import normalize
-from poet.transforms.readers import SUFFIXES, is_supported, iter_rows
+from poet.transforms.readers import SUFFIXES, is_splittable, is_supported, iter_rows, split_file
 from poet.transforms.reasons import RowRejected
 
 PEEK_ROWS = 200
@@ -72,6 +72,41 @@ def _check_regular(path: str) -> None:
         raise UserError(unreadable_file(path, describe(err))) from None
     if not stat.S_ISREG(mode):
         raise UserError(f"{path} is not a regular file (a FIFO, device or folder?); pass files only")
+
+
+def input_bytes(files: list[tuple[str, int, str]]) -> int | None:
+    """The size of all input files, to estimate how much of a run is left; None when one is on the Hub or its
+    size cannot be had (a file gone since planning: reading it ends the run with one line)."""
+    total = 0
+    for _, _, path in files:
+        if is_hub_path(path):
+            return None
+        try:
+            total += FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+        except Exception:  # noqa: BLE001 - a size we cannot learn only costs the estimate
+            return None
+    return total
+
+
+def read_parts(files: list[tuple[str, int, str]], parts: int) -> list[tuple]:
+    """The read specs for a runner that wants ``parts`` partitions: the files, whole, while they are at least as
+    many; otherwise each ``.jsonl`` and ``.parquet`` cut into ``ceil(parts / files)`` parts (a ``.jsonl`` is
+    scanned once here for its line boundaries), ``.gz`` and ``.json`` files whole."""
+    if parts <= len(files):
+        return list(files)
+    each = -(-parts // len(files))
+    reads = []
+    for split, index, path in files:
+        if not is_splittable(path):
+            reads.append((split, index, path))
+            continue
+        try:
+            with open_input(path) as stream:
+                cuts = split_file(path, stream, each)
+        except Exception as err:  # noqa: BLE001 - any problem reading the file is one line naming it
+            raise UserError(unreadable_file(path, describe(err))) from None
+        reads += [(split, index, path, part) for part in cuts]
+    return reads
 
 
 def plan_inputs(options: PrepareOptions) -> InputPlan:

@@ -10,19 +10,22 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import os
+import sys
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from poet.pipeline.hub.input_files import is_hub_path
-from poet.pipeline.launch.inputs import InputPlan, plan_inputs
+from poet.pipeline.launch.inputs import InputPlan, input_bytes, plan_inputs, read_parts
 from poet.pipeline.launch.output import check_output
 from poet.pipeline.launch.plot_helper import PlotHelper
-from poet.pipeline.launch.runners import choose_runner, on_this_machine, run_in_process
+from poet.pipeline.launch.runners import choose_runner, input_parts, on_this_machine, run_in_process
 from poet.pipeline.launch.staged import run_staged
 from poet.pipeline.steps.prepare_dataset import PrepareDataset
+from poet.pipeline.steps.progress import end_progress
 from poet.pipeline.steps.tokenizer_source import TokenizerSource
 from poet.transforms.contract import PrepareOptions, RunDescription, Source, SourceRepo, TokenizerInfo
 from poet.transforms.errors import UserError
+from poet.transforms.progress import ProgressSettings
 from poet.transforms.tokenization import tokenizer_fingerprint
 
 _VERSIONED = ("poet-data", "apache-beam", "transformers", "tokenizers", "datasets", "pyarrow")
@@ -89,10 +92,29 @@ def _run(options: PrepareOptions, beam_args: list[str], plots: PlotHelper) -> di
         )
     run_description = describe_run(options, plan, tokenizer)
     kind = "conversational" if plan.conversational else "plain-text"
-    return run_staged(
-        options.output, options.overwrite, runner, beam_options, f"poet: {len(plan.files)} file(s), {kind} data",
-        lambda staging: "PrepareDataset" >> PrepareDataset(
-            options, plan, source, staging, run_description, spread=not run_in_process(runner, beam_options)
-        ),
-        plots,
-    )  # fmt: skip
+    progress = progress_settings(options, plan, runner, beam_options)
+    reads = read_parts(plan.files, input_parts(runner, beam_options))
+    try:
+        return run_staged(
+            options.output, options.overwrite, runner, beam_options, f"poet: {len(plan.files)} file(s), {kind} data",
+            lambda staging: "PrepareDataset" >> PrepareDataset(
+                options, plan, reads, source, staging, run_description, progress,
+                spread=not run_in_process(runner, beam_options)
+            ),
+            plots,
+        )  # fmt: skip
+    finally:
+        end_progress()
+
+
+def progress_settings(options: PrepareOptions, plan: InputPlan, runner,
+                      beam_options: PipelineOptions) -> ProgressSettings:
+    """Progress on this machine only (Dask and Dataflow show the same counters, Beam metrics, in their own UIs):
+    one line redrawn on a terminal, with the time left, when this process is the only worker; otherwise each
+    worker process logs its own counts (the rows it read, and those it prepared, which may have been read by
+    another)."""
+    if not on_this_machine(runner):
+        return ProgressSettings(every_s=0, terminal=False)
+    if run_in_process(runner, beam_options):
+        return ProgressSettings(options.progress_every_s, sys.stderr.isatty(), input_bytes(plan.files))
+    return ProgressSettings(options.progress_every_s, terminal=False, worker=True)

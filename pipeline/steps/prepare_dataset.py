@@ -19,16 +19,19 @@ from poet.pipeline.steps.read import ReadPreferenceFiles
 from poet.pipeline.steps.tokenizer_source import TokenizerSource
 from poet.pipeline.steps.write_shards import WriteShards
 from poet.transforms.contract import PrepareOptions, RunDescription
+from poet.transforms.progress import ProgressSettings
 from poet.transforms.schema import preference_features
 
 
 class PrepareDataset(beam.PTransform):
     """All of ``poet prepare`` as one composite transform writing into ``folder``."""
 
-    def __init__(self, options: PrepareOptions, plan: InputPlan, tokenizer: TokenizerSource, folder: str,
-                 run: RunDescription, spread: bool = True):
+    def __init__(self, options: PrepareOptions, plan: InputPlan, reads: list[tuple], tokenizer: TokenizerSource,
+                 folder: str, run: RunDescription, progress: ProgressSettings, spread: bool = True):
         super().__init__()
         self.options, self.plan, self.tokenizer, self.folder, self.run = options, plan, tokenizer, folder, run
+        self.reads = reads  # the files, or parts of them (see pipeline.launch.inputs.read_parts)
+        self.progress = progress
         self.spread = spread  # spread rows over workers; pointless for one in-process worker (see run_in_process)
 
     def expand(self, pbegin):
@@ -39,8 +42,8 @@ class PrepareDataset(beam.PTransform):
         chunk_rows = options.batch_size * PreparePairs.BATCHES_PER_CHUNK
         row_lists, dead_letters = (
             pbegin
-            | "ReadFiles" >> ReadPreferenceFiles(self.plan.files, chunk_rows, spread=self.spread)
-            | "PreparePairs" >> PreparePairs(self.tokenizer, options, self.plan.conversational)
+            | "ReadFiles" >> ReadPreferenceFiles(self.reads, self.progress, chunk_rows, spread=self.spread)
+            | "PreparePairs" >> PreparePairs(self.tokenizer, options, self.plan.conversational, self.progress)
         )
         reference_stats = ()
         if options.reference is not None:

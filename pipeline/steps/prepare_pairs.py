@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import time
-
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from poet.pipeline.steps.progress import progress
 from poet.pipeline.steps.read import RowBatch
 from poet.pipeline.steps.tokenizer_source import TokenizerSource
 from poet.transforms.contract import PrepareOptions
 from poet.transforms.prepare import DeadLetter, OverlappingPreparer, PairPreparer
-
-_log = logging.getLogger("poet")
+from poet.transforms.progress import ProgressSettings
 
 
 class _PrepareBatch(beam.DoFn):
@@ -26,18 +23,17 @@ class _PrepareBatch(beam.DoFn):
     """
 
     def __init__(self, tokenizer: TokenizerSource, options: PrepareOptions, conversational: bool,
-                 report_every_s: float = 10.0):
+                 progress: ProgressSettings):
         self.tokenizer = tokenizer
         self.options = options
         self.conversational = conversational
-        self.report_every_s = report_every_s
+        self.progress = progress
 
     def setup(self):
         self.preparer = OverlappingPreparer(PairPreparer(self.tokenizer.load(), self.options, self.conversational))
         self.kept = Metrics.counter("poet", "pairs_kept")
         self.dead = {}
         self.lengths = {q: Metrics.distribution("poet", f"{q}_length") for q in ("prompt", "chosen", "rejected", "poet")}
-        self.done, self.started, self.last_report = 0, time.monotonic(), time.monotonic()
 
     def process(self, chunk):
         self.preparer.discard()  # nothing carried over from a chunk that failed
@@ -45,7 +41,6 @@ class _PrepareBatch(beam.DoFn):
         for start in range(0, len(chunk), batch_size):
             batch = chunk[start:start + batch_size]
             yield from self._route(self.preparer.push(batch))
-            self._report(len(batch))
         yield from self._route(self.preparer.flush())
 
     def teardown(self):
@@ -63,6 +58,7 @@ class _PrepareBatch(beam.DoFn):
                 yield result
             else:
                 rows.append(result)
+        progress(self.progress).count_prepared(len(rows), len(results) - len(rows))
         if rows:
             self._count(rows)
             yield rows
@@ -72,14 +68,6 @@ class _PrepareBatch(beam.DoFn):
         for quantity, metric in self.lengths.items():
             for row in rows:
                 metric.update(getattr(row.lengths, quantity))
-
-    def _report(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.last_report >= self.report_every_s:
-            self.last_report = now
-            rate = self.done / max(now - self.started, 1e-9)
-            _log.info("poet: %s rows prepared on this worker (%.0f rows/s)", f"{self.done:,}", rate)
 
 
 class PreparePairs(beam.PTransform):
@@ -94,15 +82,17 @@ class PreparePairs(beam.PTransform):
 
     BATCHES_PER_CHUNK = 8
 
-    def __init__(self, tokenizer: TokenizerSource, options: PrepareOptions, conversational: bool):
+    def __init__(self, tokenizer: TokenizerSource, options: PrepareOptions, conversational: bool,
+                 progress: ProgressSettings):
         super().__init__()
         self.tokenizer = tokenizer
         self.options = options
         self.conversational = conversational
+        self.progress = progress
 
     def expand(self, chunks):
         prepared = chunks | "TokenizeAndTruncate" >> beam.ParDo(
-            _PrepareBatch(self.tokenizer, self.options, self.conversational)
+            _PrepareBatch(self.tokenizer, self.options, self.conversational, self.progress)
         )
         return (
             prepared | "Kept" >> beam.Filter(lambda output: isinstance(output, RowBatch)).with_output_types(RowBatch),
