@@ -36,13 +36,15 @@ def test_component_configs_are_those_of_tokenizer_json(path):
 ])
 def test_the_memoized_sandbox_refuses_what_jinjas_refuses(source):
     from jinja2.exceptions import SecurityError
+
+    from poet.transforms.template_budget import RenderBudget
     from transformers.utils.chat_template_utils import _compile_jinja_template
 
     environment = _compile_jinja_template(source).environment
     messages = [{"role": "user", "content": "hi"}]
     with pytest.raises(SecurityError):
         environment.from_string(source).render(messages=messages)
-    fast = _SafeAttributeMemo.compile(environment, source)
+    fast = _SafeAttributeMemo.compile(environment, source, RenderBudget())  # the budget's hooks refuse it too
     assert isinstance(fast.environment.is_safe_attribute, _SafeAttributeMemo)
     for _ in range(2):  # the second time, from the memo
         with pytest.raises(SecurityError):

@@ -29,8 +29,9 @@ MANIFEST_FILE = "manifest.json"  # size and sha256 of every file written, rows p
 PLOT_KINDS = ("lengths", "chosen_vs_rejected")
 REFERENCE_PLOT = "reference_logps"  # the per-token reference log-probs, in folders scored with --ref-model
 
-SHARD_PATTERN = re.compile(rf"{DATA_DIR}/(?P<split>[^/]+?)-(?P<index>\d{{5}})-of-(?P<count>\d{{5}})\.parquet")
-"""A shard's path in the folder; split names are ``\\w+`` (see :class:`InputSpec`), so ``-`` ends them."""
+SHARD_PATTERN = re.compile(rf"{DATA_DIR}/(?P<split>[^/]+?)-(?P<index>\d{{5,}})-of-(?P<count>\d{{5,}})\.parquet")
+"""A shard's path in the folder; split names are ASCII letters, digits and ``_`` (see :class:`InputSpec`), so ``-`` ends them. Numbers
+have five digits or more (:func:`shard_file`, like ``datasets``, writes 100,000 shards with six)."""
 
 PUBLISHED_FILES = (CARD_FILE, STATS_FILE, f"{PLOTS_DIR}/*", f"{DATA_DIR}/*.parquet")
 """What a prepared folder shares (fnmatch patterns relative to the folder); ``dead_letter/`` and the manifest stay
@@ -56,6 +57,12 @@ def split_shards_prefix(split: str) -> str:
 
 def dead_letter_file(split: str) -> str:
     return f"{DEAD_LETTER_DIR}/{split}.jsonl"
+
+
+def dead_letter_piece(split: str, file_index: int, line: int) -> str:
+    """A piece of ``dead_letter_file(split)`` while the run writes it: the dead letters of one chunk of rows,
+    from line ``line`` of input file ``file_index`` on."""
+    return f"{DEAD_LETTER_DIR}/{split}.jsonl.{file_index}-{line}.piece"
 
 
 def plot_file(split: str, kind: str) -> str:
@@ -152,6 +159,7 @@ class TokenizerInfo:
 
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_BATCH_SIZE = 256
+DEFAULT_MAX_ROW_BYTES = 16 * 10**6  # 16MB: a longer input row is set aside unread (transforms/readers.py)
 DEFAULT_MAX_SHARD_BYTES = 500 * 10**6  # 500MB, like datasets' push_to_hub
 RESERVED_SPLITS = ("all",)  # datasets.Split.ALL: load_dataset(split="all") means every split
 RECORDED = {"recorded": True}
@@ -169,8 +177,9 @@ class InputSpec:
         split, sep, pattern = value.partition("=")
         if not sep or "/" in split or ":" in split:
             return cls("train", value)
-        if not re.fullmatch(r"\w+", split):  # shards are data/{split}-*: a "-" would blur the split's glob
-            raise UserError(f"invalid split name {split!r} in --input {value!r}; use letters, digits and _")
+        if not re.fullmatch(r"[A-Za-z0-9_]+", split):  # shards are data/{split}-*: a "-" would blur the split's glob
+            raise UserError(f"invalid split name {split!r} in --input {value!r}; use ASCII letters, digits and _ "
+                            "(a look-alike letter of another script would name another split)")
         if split.lower() in RESERVED_SPLITS:
             raise UserError(f"split name {split!r} in --input {value!r} is reserved by `datasets`; choose another")
         return cls(split, pattern)
@@ -208,6 +217,7 @@ class PrepareOptions:
     push_to_hub: str | None = None
     reference: ReferenceModel | None = None  # stats.json's reference block describes it
     ref_model_copies: int | None = None
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES  # longer rows are dead letters: not recorded, a bound, not a choice
 
     @property
     def input_specs(self) -> tuple[InputSpec, ...]:

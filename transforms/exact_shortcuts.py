@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from poet.transforms.template_budget import RenderBudget
+
 # Normalizers and pre-tokenizers that work on each piece of text between two
 # added tokens without looking at its neighbours. Metaspace is the one that
 # looks at where a piece starts (``prepend_scheme: first`` prepends only at
@@ -128,19 +130,22 @@ class ChatRenderer:
     variables gives the same text. Each render also skips what
     ``Template.render`` redoes every time: flattening the template's globals
     (a ``ChainMap``) into the context. The sandbox stays, with its attribute
-    checks answered once per class (see :class:`_SafeAttributeMemo`). Falls
-    back to ``apply_chat_template`` when those internals move.
+    checks answered once per class (see :class:`_SafeAttributeMemo`), and each
+    conversation is rendered within a :class:`~transforms.template_budget.RenderBudget`.
+    Falls back to ``apply_chat_template`` (unbounded) when those internals move.
     """
 
-    def __init__(self, template, variables: dict):
+    def __init__(self, template, variables: dict, budget: RenderBudget):
         from jinja2.runtime import new_context
 
-        self.template, self.variables = template, variables
+        self.template, self.variables, self.budget = template, variables, budget
         self._globals = dict(template.globals)  # what new_context would copy out of the ChainMap on every call
         self._new_context = new_context
 
     @classmethod
-    def create(cls, tokenizer):
+    def create(cls, tokenizer, budget: RenderBudget | None = None):
+        """The renderer of the tokenizer's template (its default one, when it has several named ones, as
+        ``apply_chat_template`` picks it), each conversation within ``budget``; None where it cannot be built."""
         if not tokenizer.chat_template:
             return None
         try:
@@ -148,8 +153,9 @@ class ChatRenderer:
 
             source = tokenizer.get_chat_template(None, None)
             variables = _plain_template_data(dict(tokenizer.special_tokens_map))
-            template = _SafeAttributeMemo.compile(_compile_jinja_template(source).environment, source)
-            renderer = cls(template, variables)
+            budget = budget or RenderBudget()
+            template = _SafeAttributeMemo.compile(_compile_jinja_template(source).environment, source, budget)
+            renderer = cls(template, variables, budget)
             renderer.render([[{"role": "user", "content": "hi"}]], True)  # the internals used are all there
         except Exception:  # noqa: BLE001 - any change in transformers' or jinja's internals: use the public API
             return None
@@ -159,7 +165,7 @@ class ChatRenderer:
         """``template.render(messages=..., tools=None, documents=None, add_generation_prompt=..., **tokens)``."""
         template, variables, flat_globals = self.template, self.variables, self._globals
         environment, name, blocks = template.environment, template.name, template.blocks
-        root, concat, new_context = template.root_render_func, environment.concat, self._new_context
+        root, join, new_context = template.root_render_func, self.budget.render, self._new_context
         out = []
         try:
             for messages in conversations:
@@ -167,7 +173,7 @@ class ChatRenderer:
                     "messages": messages, "tools": None, "documents": None,
                     "add_generation_prompt": add_generation_prompt, **variables,
                 }, False, flat_globals)
-                out.append(concat(root(context)))
+                out.append(join(root(context)))
         except Exception:
             environment.handle_exception()  # re-raises, as Template.render does
         return out
@@ -191,16 +197,16 @@ class _SafeAttributeMemo:
         self.check, self.known = check, {}
 
     @classmethod
-    def compile(cls, environment, source: str):
+    def compile(cls, environment, source: str, budget: RenderBudget):
         """``source`` compiled in an overlay of ``environment`` (same settings, filters, globals, extensions)
-        whose check is memoized; with any other sandbox class, in ``environment`` as it is."""
+        within ``budget``, whose check is memoized; with any other sandbox class, not memoized."""
         from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
-        if type(environment) not in (SandboxedEnvironment, ImmutableSandboxedEnvironment):
-            return environment.from_string(source)
         overlay = environment.overlay()
-        overlay.is_safe_attribute = cls(overlay.is_safe_attribute)
-        return overlay.from_string(source)
+        budget.install(overlay)
+        if type(environment) in (SandboxedEnvironment, ImmutableSandboxedEnvironment):
+            overlay.is_safe_attribute = cls(overlay.is_safe_attribute)
+        return budget.compile(overlay, source)
 
     def __call__(self, obj, attr: str, value) -> bool:
         kind = type(obj)

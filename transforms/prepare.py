@@ -12,6 +12,7 @@ batch (rendering, encoding) and raises is run again one row at a time
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,16 +63,33 @@ class DeadLetter:
         }
 
     def to_json_line(self) -> str:
-        """One JSON line; a row that cannot be written as UTF-8 text (lone surrogates) is written ASCII-escaped,
-        a row too deep to serialise is kept as its ``repr``."""
+        """One line of strict JSON; a row that cannot be written as UTF-8 text (lone surrogates) is written
+        ASCII-escaped, NaN and infinities (which strict JSON has not) as the strings ``"NaN"``, ``"Infinity"``,
+        ``"-Infinity"``, and a row too deep to serialise as its ``repr``."""
+        document = self.to_json()
         try:
-            line = json.dumps(self.to_json(), ensure_ascii=False, default=str)
+            try:
+                line = json.dumps(document, ensure_ascii=False, default=str, allow_nan=False)
+            except ValueError:  # a float strict JSON cannot hold (nesting too deep is a RecursionError)
+                document = {**document, "row": _finite(self.source)}
+                line = json.dumps(document, ensure_ascii=False, default=str, allow_nan=False)
             line.encode("utf-8")
         except UnicodeEncodeError:
-            line = json.dumps(self.to_json(), default=str)
+            line = json.dumps(document, default=str, allow_nan=False)
         except (RecursionError, ValueError) as err:
             line = json.dumps({**self.to_json(), "row": repr(self.source)[:100_000], "row_error": describe(err)})
         return line + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and the infinities as strings (in JSON's own spelling), for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)  # "NaN", "Infinity", "-Infinity"
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _lengths(ids: TokenizedPair, truncated: TruncatedPair, eos_id: int) -> PairLengths:

@@ -13,6 +13,7 @@ from poet.transforms.errors import describe
 
 class Reason(str, enum.Enum):
     MALFORMED_JSON = "malformed_json"
+    ROW_TOO_LARGE = "row_too_large"  # over --max-row-bytes: never read whole, its first bytes kept
     UNKNOWN_FORMAT = "unknown_format"
     MISSING_FIELD = "missing_field"
     EMPTY_PROMPT = "empty_prompt"

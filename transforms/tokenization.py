@@ -11,6 +11,7 @@ batched fast-tokenizer call per field instead of three calls per row.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ def load_tokenizer(name_or_path: str):
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """sha256 over the tokenizer's files and chat template: provenance for the dataset card."""
+    """sha256 over the tokenizer's files and chat template(s): provenance for the dataset card."""
     digest = hashlib.sha256()
     folder = Path(tokenizer.name_or_path)
     if folder.is_dir():
@@ -59,7 +60,10 @@ def tokenizer_fingerprint(tokenizer) -> str:
                 digest.update(path.name.encode() + b"\0" + path.read_bytes())
     else:  # a Hub id resolved from the cache: hash what the tokenizer itself serialises
         digest.update(tokenizer.backend_tokenizer.to_str().encode())
-    digest.update((tokenizer.chat_template or "").encode())
+    template = tokenizer.chat_template or ""
+    if isinstance(template, dict):  # named templates (a list in tokenizer_config.json): all of them, by name
+        template = json.dumps(template, sort_keys=True)
+    digest.update(template.encode())
     return digest.hexdigest()
 
 

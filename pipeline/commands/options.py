@@ -12,6 +12,7 @@ import argparse
 from poet.transforms.contract import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_ROW_BYTES,
     REF_COLUMN_NAMES,
     InputSpec,
     PrepareOptions,
@@ -74,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--progress-every", type=_seconds, default=5.0, metavar="SECONDS",
                     help="show rows read, kept and dead-lettered this often on this machine (a line redrawn on "
                          "a terminal, else a log line); 0: never")
+    io.add_argument("--max-row-bytes", type=parse_size, default=DEFAULT_MAX_ROW_BYTES, metavar="SIZE",
+                    help="a longer input row is never read whole: it is dead-lettered as row_too_large with its "
+                         "first bytes (default 16MB; a .json file, parsed whole, may hold 64 times this)")
     tok = parser.add_argument_group("tokenization and truncation")
     tok.add_argument("--tokenizer", required=True, metavar="PATH_OR_ID",
                      help="transformers tokenizer: local folder, gs:// folder or Hub id")
@@ -120,6 +124,15 @@ def reference_from_args(args: argparse.Namespace) -> ReferenceModel | None:
     return ReferenceModel(args.ref_model, args.ref_gguf_file, args.ref_dtype, args.ref_batch_tokens)
 
 
+def _check_split_names(splits: set[str]) -> None:
+    """Split names that differ only by case name one split on a case-insensitive file system (and to a reader)."""
+    by_folded = {}
+    for split in sorted(splits):
+        other = by_folded.setdefault(split.lower(), split)
+        if other != split:
+            raise UserError(f"split names {other!r} and {split!r} differ only by case; give them one name")
+
+
 def options_from_args(args: argparse.Namespace) -> PrepareOptions:
     """The run's options, checked: every option problem is one line here, before anything starts."""
     if args.max_length < 0:
@@ -128,8 +141,10 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
         raise UserError(f"--push-to-hub must look like user/name or org/name, got {args.push_to_hub!r}")
     if args.push_to_hub and not args.license:
         raise UserError("--push-to-hub needs --license ID (e.g. mit, apache-2.0): the Hub card must declare one")
+    specs = tuple(InputSpec.parse(value) for value in args.input)
+    _check_split_names({spec.split for spec in specs})
     return PrepareOptions(
-        inputs=tuple(str(InputSpec.parse(value)) for value in args.input),
+        inputs=tuple(str(spec) for spec in specs),
         tokenizer=args.tokenizer,
         output=args.output.rstrip("/") or "/",
         format=args.format,
@@ -146,4 +161,5 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
         push_to_hub=args.push_to_hub,
         reference=reference_from_args(args),
         ref_model_copies=args.ref_model_copies,
+        max_row_bytes=args.max_row_bytes,
     )

@@ -41,11 +41,11 @@ def _match(pattern: str) -> list[str]:
     return sorted(m.path for m in result.metadata_list)
 
 
-def _peek_kind(path: str, fmt: str | None) -> bool | None:
+def _peek_kind(path: str, fmt: str | None, max_row_bytes: int) -> bool | None:
     """Whether the first valid pair of the file is conversational (None if none found early)."""
     try:
         with open_input(path) as stream:
-            for source in itertools.islice(iter_rows(path, stream), PEEK_ROWS):
+            for source in itertools.islice(iter_rows(path, stream, max_row_bytes=max_row_bytes), PEEK_ROWS):
                 if source.record is None:
                     continue
                 try:
@@ -57,9 +57,16 @@ def _peek_kind(path: str, fmt: str | None) -> bool | None:
     return None
 
 
-def _identity(path: str) -> str:
-    """What makes two spellings the same file: the real path of a local file (symlinks, ``..``, relative)."""
-    return path if "://" in path else os.path.realpath(path)
+def _identity(path: str) -> tuple:
+    """What makes two paths the same file: a local file's device and inode (another spelling, a symlink, a hard
+    link, a bind mount); a Hub file's commit and path in it (another revision name or repo spelling of the same
+    commit); any other URL as given."""
+    if is_hub_path(path):
+        return ("hub", path.partition("@")[2])  # list_files names the commit: hf://datasets/ORG/NAME@SHA/PATH
+    if "://" in path:
+        return ("url", path)
+    info = os.stat(path)
+    return ("local", info.st_dev, info.st_ino)
 
 
 def _check_regular(path: str) -> None:
@@ -132,7 +139,7 @@ def plan_inputs(options: PrepareOptions) -> InputPlan:
                                 "each file may feed one split only")
             seen[identity] = path
             files.append((spec.split, len(files), path))
-    kinds = {path: _peek_kind(path, options.format) for _, _, path in files}
+    kinds = {path: _peek_kind(path, options.format, options.max_row_bytes) for _, _, path in files}
     found = {kind for kind in kinds.values() if kind is not None}
     if len(found) > 1:
         conv = next(p for p, k in kinds.items() if k)

@@ -84,6 +84,10 @@ def _run(options: PrepareOptions, beam_args: list[str], plots: PlotHelper) -> di
             f"the data is conversational but tokenizer {options.tokenizer!r} has no chat template; "
             "use a chat tokenizer or plain-text data"
         )
+    if plan.conversational and isinstance(tokenizer.chat_template, dict) and "default" not in tokenizer.chat_template:
+        raise UserError(f"tokenizer {options.tokenizer!r} has named chat templates "
+                        f"({', '.join(sorted(tokenizer.chat_template))}) and none named 'default', which "
+                        "apply_chat_template would render; name one of them 'default'")
     if options.reference is not None:
         from poet.pipeline.steps.reference import check_reference_model
 

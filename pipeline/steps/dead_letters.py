@@ -1,37 +1,66 @@
-"""``WriteDeadLetters``: every set-aside row, in source order, in the split's dead-letter file (JSON lines)."""
+"""``WriteDeadLetters``: every set-aside row, in source order, in the split's dead-letter file (JSON lines).
+
+Streamed: each chunk's dead letters (a few thousand rows at most, already in
+line order) are written as one piece as soon as the chunk is prepared, and the
+pieces are then appended to the split's file in file and line order, a buffer
+at a time. What is gathered on one worker is one small record per piece, so no
+worker's memory grows with the number or size of the dead letters, and the
+order (hence the bytes) is the same on every runner.
+"""
 
 from __future__ import annotations
 
+import shutil
+
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from poet.transforms.contract import dead_letter_file
+from poet.transforms.contract import dead_letter_file, dead_letter_piece
+
+_COPY_BYTES = 1 << 20
 
 
-class _WriteSplitFile(beam.DoFn):
+class _WritePiece(beam.DoFn):
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def process(self, letters):
+        first = letters[0].origin
+        path = f"{self.folder}/{dead_letter_piece(first.split, first.file_index, first.line)}"
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            for letter in letters:
+                handle.write(letter.to_json_line().encode("utf-8"))
+        yield first.split, (first.sort_key, path, len(letters))
+
+
+class _JoinPieces(beam.DoFn):
     def __init__(self, folder: str):
         self.folder = folder
 
     def process(self, grouped):
-        split, letters = grouped
-        letters = sorted(letters, key=lambda d: d.origin.sort_key)
-        lines = "".join(d.to_json_line() for d in letters)
-        with FileSystems.create(f"{self.folder}/{dead_letter_file(split)}") as handle:
-            handle.write(lines.encode("utf-8"))
-        yield split, len(letters)
+        split, pieces = grouped
+        pieces = sorted(pieces)  # one record per chunk: (file and line, path, count)
+        with FileSystems.create(f"{self.folder}/{dead_letter_file(split)}",
+                                compression_type=CompressionTypes.UNCOMPRESSED) as target:
+            for _, path, _ in pieces:
+                with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as piece:
+                    shutil.copyfileobj(piece, target, _COPY_BYTES)
+        FileSystems.delete([path for _, path, _ in pieces])
+        yield split, sum(count for _, _, count in pieces)
 
 
 class WriteDeadLetters(beam.PTransform):
-    """``DeadLetter`` elements → ``dead_letter/{split}.jsonl``; outputs ``(split, count)`` per file written."""
+    """Per-chunk ``DeadLetter`` lists → ``dead_letter/{split}.jsonl``; outputs ``(split, count)`` per file written."""
 
     def __init__(self, folder: str):
         super().__init__()
         self.folder = folder
 
-    def expand(self, dead_letters):
+    def expand(self, dead_letter_lists):
         return (
-            dead_letters
-            | "KeyBySplit" >> beam.Map(lambda d: (d.origin.split, d))
+            dead_letter_lists
+            | "WritePieces" >> beam.ParDo(_WritePiece(self.folder))
             | "GroupBySplit" >> beam.GroupByKey()
-            | "WriteJsonl" >> beam.ParDo(_WriteSplitFile(self.folder))
+            | "JoinPieces" >> beam.ParDo(_JoinPieces(self.folder))
         )

@@ -39,7 +39,7 @@ def _batch_stats(rows):
 
 
 class ComputeLengthStats(beam.PTransform):
-    """``(row lists, dead_letters)`` → one ``(split, LengthStats)`` per split that has rows or dead letters.
+    """``(row lists, dead-letter lists)`` → one ``(split, LengthStats)`` per split that has rows or dead letters.
 
     Kept rows are counted list by list: one element per tokenizer batch goes
     through the runner, not one per row.
@@ -50,7 +50,8 @@ class ComputeLengthStats(beam.PTransform):
         return (
             (
                 row_lists | "BatchStats" >> beam.Map(_batch_stats),
-                dead_letters | "DeadReasons" >> beam.Map(lambda d: (d.origin.split, d.reason)),
+                dead_letters | "DeadReasons" >> beam.FlatMap(lambda letters: [(d.origin.split, d.reason)
+                                                                             for d in letters]),
             )
             | "Merge" >> beam.Flatten()
             | "PerSplit" >> beam.CombinePerKey(_LengthStatsFn())

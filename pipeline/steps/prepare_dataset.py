@@ -42,7 +42,8 @@ class PrepareDataset(beam.PTransform):
         chunk_rows = options.batch_size * PreparePairs.BATCHES_PER_CHUNK
         row_lists, dead_letters = (
             pbegin
-            | "ReadFiles" >> ReadPreferenceFiles(self.reads, self.progress, chunk_rows, spread=self.spread)
+            | "ReadFiles" >> ReadPreferenceFiles(self.reads, self.progress, chunk_rows, spread=self.spread,
+                                                 max_row_bytes=options.max_row_bytes)
             | "PreparePairs" >> PreparePairs(self.tokenizer, options, self.plan.conversational, self.progress)
         )
         reference_stats = ()

@@ -13,8 +13,13 @@ from poet.transforms.prepare import DeadLetter, OverlappingPreparer, PairPrepare
 from poet.transforms.progress import ProgressSettings
 
 
+class DeadLetters(list):
+    """The dead letters of one chunk of rows, in line order (what :class:`~pipeline.steps.dead_letters.WriteDeadLetters`
+    writes as one piece of its split's file)."""
+
+
 class _PrepareBatch(beam.DoFn):
-    """Loads the tokenizer once per worker, then turns each chunk into lists of rows and single dead letters.
+    """Loads the tokenizer once per worker, then turns each chunk into lists of rows and one list of dead letters.
 
     The tokenizer batches of a chunk overlap (see :class:`~transforms.prepare.OverlappingPreparer`):
     the results of a batch come out while later ones are processed, and the
@@ -38,24 +43,28 @@ class _PrepareBatch(beam.DoFn):
     def process(self, chunk):
         self.preparer.discard()  # nothing carried over from a chunk that failed
         batch_size = self.options.batch_size
+        dead = DeadLetters()
         for start in range(0, len(chunk), batch_size):
             batch = chunk[start:start + batch_size]
-            yield from self._route(self.preparer.push(batch))
-        yield from self._route(self.preparer.flush())
+            yield from self._route(self.preparer.push(batch), dead)
+        yield from self._route(self.preparer.flush(), dead)
+        if dead:
+            dead.sort(key=lambda letter: letter.origin.line)  # one chunk: bounded like the chunk itself
+            yield dead
 
     def teardown(self):
         if hasattr(self, "preparer"):
             self.preparer.close()
 
-    def _route(self, results):
-        """Dead letters one by one; kept rows as one list."""
+    def _route(self, results, dead: DeadLetters):
+        """Kept rows as one list; dead letters into the chunk's ``dead``."""
         rows = RowBatch()
         for result in results:
             if isinstance(result, DeadLetter):
                 if result.reason not in self.dead:
                     self.dead[result.reason] = Metrics.counter("poet", f"dead_letter_{result.reason}")
                 self.dead[result.reason].inc()
-                yield result
+                dead.append(result)
             else:
                 rows.append(result)
         progress(self.progress).count_prepared(len(rows), len(results) - len(rows))
@@ -72,7 +81,7 @@ class _PrepareBatch(beam.DoFn):
 
 class PreparePairs(beam.PTransform):
     """Chunks of ``(RowOrigin, SourceRow)`` → ``(row_lists, dead_letters)``: lists (:class:`RowBatch`) of
-    ``PreparedRow``, and one ``DeadLetter`` per element.
+    ``PreparedRow``, and per chunk with any, its ``DeadLetter`` list (:class:`DeadLetters`).
 
     Each chunk is prepared in tokenizer batches of at most ``options.batch_size`` rows;
     chunks of ``BATCHES_PER_CHUNK`` batches keep the tokenizer busy. One ParDo
@@ -96,5 +105,5 @@ class PreparePairs(beam.PTransform):
         )
         return (
             prepared | "Kept" >> beam.Filter(lambda output: isinstance(output, RowBatch)).with_output_types(RowBatch),
-            prepared | "SetAside" >> beam.Filter(lambda output: isinstance(output, DeadLetter)),
+            prepared | "SetAside" >> beam.Filter(lambda output: isinstance(output, DeadLetters)),
         )

@@ -14,10 +14,16 @@ from apache_beam.metrics import Metrics
 from poet.pipeline.steps.gather import Spread
 from poet.pipeline.hub.input_files import is_hub_path, open_hub_file
 from poet.pipeline.steps.progress import progress
+from poet.transforms.contract import DEFAULT_MAX_ROW_BYTES
 from poet.transforms.errors import InputFileError, describe
 from poet.transforms.prepare import RowOrigin
 from poet.transforms.progress import ProgressSettings
 from poet.transforms.readers import WHOLE, Part, iter_rows
+
+
+MAX_SIZE_ESTIMATE = 2**31 - 1  # what Beam's size metric holds
+_READ_BUFFER_BYTES = 1 << 20
+CHUNK_BYTES = 16 * 10**6  # input bytes per chunk of rows (a chunk holds at least one row)
 
 
 class RowBatch(list):
@@ -37,7 +43,9 @@ class RowBatchCoder(beam.coders.PickleCoder):
     bytes per element), nearly every element when they are few and large like
     these. Encoding a batch just to measure it cost a fifth of a 5x run's
     Beam overhead; the first row's size times the row count is the same metric
-    within the spread of row sizes, for one row's pickle.
+    within the spread of row sizes, for one row's pickle. Beam keeps the
+    estimate in a signed 32-bit counter, so it is capped there: one large
+    first row times many rows would overflow it and end the run.
     """
 
     def _create_impl(self):
@@ -46,7 +54,7 @@ class RowBatchCoder(beam.coders.PickleCoder):
 
     @staticmethod
     def _estimate_size(batch: RowBatch) -> int:
-        return len(pickle.dumps(batch[0], pickle.HIGHEST_PROTOCOL)) * len(batch) if batch else 1
+        return min(len(pickle.dumps(batch[0], pickle.HIGHEST_PROTOCOL)) * len(batch), MAX_SIZE_ESTIMATE) if batch else 1
 
     def to_type_hint(self):
         return RowBatch
@@ -56,20 +64,26 @@ beam.coders.registry.register_coder(RowBatch, RowBatchCoder)
 
 
 def open_input(path: str):
-    """One input file as a binary stream: Hub files through ``HfFileSystem``, the rest through Beam's FileSystems."""
+    """One input file as a buffered binary stream: Hub files through ``HfFileSystem``, the rest through Beam's
+    FileSystems. Buffered by ``io.BufferedReader`` whatever the file system gave, because the readers read lines of
+    bounded size (``readline(size)``), which fsspec's files do not take and other streams do a byte at a time."""
     if is_hub_path(path):
-        return open_hub_file(path)
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        stream = open_hub_file(path)
+    else:
+        stream = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream, _READ_BUFFER_BYTES)
 
 
 class _ReadFile(beam.DoFn):
-    """One file, or one part of it → lists of up to ``chunk_rows`` consecutive rows, counted in this worker's
-    progress (a part counts its rows; the bytes read, for the time left, count in one-process runs, which read
-    files whole)."""
+    """One file, or one part of it → lists of up to ``chunk_rows`` consecutive rows, and of at most
+    ``chunk_bytes`` unless one row is larger (rows are at most ``max_row_bytes``), so a worker's memory does not
+    grow with row sizes; counted in this worker's progress (a part counts its rows; the bytes read, for the time
+    left, count in one-process runs, which read files whole)."""
 
-    def __init__(self, chunk_rows: int, progress: ProgressSettings):
+    def __init__(self, chunk_rows: int, progress: ProgressSettings, max_row_bytes: int, chunk_bytes: int):
         self.chunk_rows = chunk_rows
         self.progress = progress
+        self.max_row_bytes, self.chunk_bytes = max_row_bytes, chunk_bytes
 
     def setup(self):
         self.rows_read = Metrics.counter("poet", "rows_read")
@@ -77,16 +91,17 @@ class _ReadFile(beam.DoFn):
     def process(self, spec):
         split, file_index, path, part = _with_part(spec)
         whole = part == WHOLE
-        chunk = RowBatch()
+        chunk, size = RowBatch(), 0
         try:
             with open_input(path) as stream:
                 counted = 0  # bytes of this file already counted
-                for source in iter_rows(path, stream, part):
-                    if len(chunk) >= self.chunk_rows:
+                for source in iter_rows(path, stream, part, self.max_row_bytes):
+                    if chunk and (len(chunk) >= self.chunk_rows or size + source.size > self.chunk_bytes):
                         counted = self._count(chunk, _position(path, stream, counted) if whole else 0, counted)
                         yield chunk
-                        chunk = RowBatch()
+                        chunk, size = RowBatch(), 0
                     chunk.append((RowOrigin(split, path, file_index, source.line), source))
+                    size += source.size
                 end = stream.seek(0, io.SEEK_END) if whole else 0
         except Exception as err:  # noqa: BLE001 - a damaged or vanished file ends the run with one line
             raise InputFileError(path, describe(err)) from err
@@ -119,8 +134,10 @@ class ReadPreferenceFiles(beam.PTransform):
     rows keep the numbers of the whole file, which the dead letters and the
     shard order need), is read by one worker; with ``spread`` the specs, then
     the chunks, are spread over the workers. Rows travel in chunks of ``chunk_rows`` (a few
-    tokenizer batches), so the runner's per-element cost (encoding,
-    shuffling) is paid once per chunk, not once per row.
+    tokenizer batches, and at most ``CHUNK_BYTES`` of JSON Lines), so the runner's
+    per-element cost (encoding, shuffling) is paid once per chunk, not once
+    per row. Rows over ``max_row_bytes`` are never read whole
+    (:func:`~transforms.readers.iter_rows`).
 
     ``spread=False`` is for a single in-process worker, where spreading only
     costs (a stage and its start-up): without it, reading, preparing and
@@ -128,16 +145,18 @@ class ReadPreferenceFiles(beam.PTransform):
     """
 
     def __init__(self, files: list[tuple], progress: ProgressSettings, chunk_rows: int = 256,
-                 spread: bool = True):
+                 spread: bool = True, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES):
         super().__init__()
         self.files = files
         self.progress = progress
         self.chunk_rows = chunk_rows
         self.spread = spread
+        self.max_row_bytes = max_row_bytes
 
     def expand(self, pbegin):
         files = pbegin | "ListFiles" >> beam.Create(self.files)
-        read = beam.ParDo(_ReadFile(self.chunk_rows, self.progress)).with_output_types(RowBatch)
+        read = beam.ParDo(_ReadFile(self.chunk_rows, self.progress, self.max_row_bytes, CHUNK_BYTES)
+                          ).with_output_types(RowBatch)
         if not self.spread:
             return files | "ReadRows" >> read
         return (

@@ -1,0 +1,160 @@
+"""A per-row budget of time and size for rendering a chat template.
+
+A chat template is a program that runs on every row: on some rows it may loop
+for ever or build a huge string, and jinja's sandbox bounds neither (only
+``range``, to 100,000 items). :class:`RenderBudget` bounds both per rendered
+conversation, through the sandbox's documented extension points on an overlay of
+the template's environment, leaving its security checks as they are: every
+call, attribute and item read and filter checks the clock; ``*``, ``**``,
+``+`` and ``~`` refuse results over the size limit (before building them where
+they can);
+filters refuse a number argument over the size limit (``center(10**10)``) and a
+result over it; ``range`` checks the clock as it is iterated; and the output is
+measured piece by piece as the template yields it. A row over the budget is a
+``template_error`` with the reason.
+
+What stays unbounded: a template that spends its time without calling,
+reading, filtering, iterating a ``range`` or writing anything (nested loops over
+one row's own text with empty bodies) is bounded by the row's size only, and
+``%`` formatting with a huge width (``'%99999999999s' % x``) is not caught
+before Python builds the string.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from poet.transforms.reasons import Reason, RowRejected
+
+RENDER_SECONDS = 5.0  # per conversation rendered (a normal render takes well under a millisecond)
+RENDER_CHARS = 64 * 10**6  # characters of output, or of any one value a template builds
+_SIZED = (str, bytes, list, tuple)
+
+
+class RenderBudget:
+    """Time and size limits for one rendering at a time: :meth:`install` on an environment before compiling,
+    then :meth:`render` each conversation's output."""
+
+    def __init__(self, seconds: float = RENDER_SECONDS, chars: int = RENDER_CHARS):
+        self.seconds, self.chars = seconds, chars
+        self.deadline = float("inf")
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RowRejected(Reason.TEMPLATE_ERROR, f"the chat template ran over {self.seconds:g} s on this row")
+
+    def sized(self, value):
+        if isinstance(value, _SIZED) and len(value) > self.chars:
+            raise self._too_large()
+        return value
+
+    def _too_large(self) -> RowRejected:
+        return RowRejected(Reason.TEMPLATE_ERROR, f"the chat template built a value over {self.chars:,} characters "
+                                                  "on this row")
+
+    def render(self, pieces) -> str:
+        """The output of ``root_render_func(context)``: its pieces joined, within the budget."""
+        self.deadline = time.monotonic() + self.seconds
+        out, size = [], 0
+        for piece in pieces:
+            size += len(piece)
+            if size > self.chars:
+                raise RowRejected(Reason.TEMPLATE_ERROR,
+                                  f"the chat template wrote over {self.chars:,} characters on this row")
+            out.append(piece)
+            self.check()
+        return "".join(out)
+
+    def compile(self, environment, source: str):
+        """``source`` compiled in ``environment`` (an overlay of a sandboxed environment, hooked by :meth:`install`)
+        with its ``~`` concatenations made calls, which the hooks check like every other call."""
+        from jinja2 import nodes
+        from jinja2.runtime import markup_join, str_join
+        from jinja2.visitor import NodeTransformer
+
+        join = markup_join if environment.autoescape else str_join
+
+        class CheckedConcat(NodeTransformer):
+            def visit_Concat(self, node):
+                node = self.generic_visit(node)
+                return nodes.Call(nodes.EnvironmentAttribute("poet_concat"), node.nodes, [], None, None,
+                                  lineno=node.lineno)
+
+        environment.poet_concat = lambda *values: join(values)
+        return environment.from_string(CheckedConcat().visit(environment.parse(source)))
+
+    def install(self, environment) -> None:
+        """Hook the checks into ``environment`` (an overlay of a sandboxed environment: these are its documented
+        extension points); templates compiled in it afterwards (:meth:`compile`) are bounded."""
+        call, getattr_, getitem, binop = (environment.call, environment.getattr, environment.getitem,
+                                          environment.call_binop)
+
+        def checked_call(context, obj, *args, **kwargs):
+            self.check()
+            return self.sized(call(context, obj, *args, **kwargs))
+
+        def checked_getattr(obj, attribute):
+            self.check()
+            return getattr_(obj, attribute)
+
+        def checked_getitem(obj, argument):
+            self.check()
+            return getitem(obj, argument)
+
+        def checked_binop(context, operator, left, right):
+            self.check()
+            self._refuse_huge(operator, left, right)
+            return self.sized(binop(context, operator, left, right))
+
+        environment.call, environment.getattr, environment.getitem = checked_call, checked_getattr, checked_getitem
+        environment.intercepted_binops = frozenset(("*", "**", "+"))
+        environment.call_binop = checked_binop
+        environment.filters = {name: self._checked_filter(f) for name, f in environment.filters.items()}
+        safe_range = environment.globals["range"]
+        environment.globals = {**environment.globals, "range": lambda *args: _CheckedRange(safe_range(*args), self)}
+
+    def _refuse_huge(self, operator: str, left, right) -> None:
+        """``'x' * 10**10`` or ``9 ** 10**10`` would take the memory or time before any check could run."""
+        if operator == "*":
+            for sized, count in ((left, right), (right, left)):
+                if isinstance(sized, _SIZED) and isinstance(count, int) and len(sized) * count > self.chars:
+                    raise self._too_large()
+        elif operator == "**" and isinstance(right, int) and isinstance(left, (int, float)) and abs(right) > 4096:
+            raise RowRejected(Reason.TEMPLATE_ERROR, "the chat template raised a number to a power over 4096")
+
+    def _checked_filter(self, function):
+        @functools.wraps(function)  # keeps jinja's pass_context / pass_environment marks
+        def checked(*args, **kwargs):
+            self.check()
+            if any(isinstance(a, int) and a > self.chars for a in (*args, *kwargs.values())):
+                raise RowRejected(Reason.TEMPLATE_ERROR,
+                                  f"the chat template gave a filter a number over {self.chars:,}")
+            return self.sized(function(*args, **kwargs))
+
+        return checked
+
+
+class _CheckedRange:
+    """The sandbox's ``range`` (at most 100,000 items), checking the clock as it is iterated."""
+
+    def __init__(self, numbers: range, budget: RenderBudget):
+        self.numbers, self.budget = numbers, budget
+
+    def __iter__(self):
+        check = self.budget.check
+        for number in self.numbers:
+            check()
+            yield number
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, index):
+        return self.numbers[index]
+
+    def __contains__(self, number) -> bool:
+        return number in self.numbers
+
+    def __reversed__(self):
+        return iter(_CheckedRange(self.numbers[::-1], self.budget))
