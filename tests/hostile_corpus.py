@@ -58,7 +58,21 @@ PLAIN_ROWS: list[tuple[bytes, str]] = [
     (b'{"prompt": "surrogate pair \\ud83d\\ude00", "chosen": " ok", "rejected": " fine"}', KEPT),
     (b'{"prompt": "CRLF line", "chosen": " a", "rejected": " b"}\r', KEPT),
     (b'{"prompt": "duplicate", "prompt": "keys", "chosen": " a", "rejected": " b"}', KEPT),
+    (_pair("p", " same", " same", score=float("nan"), weight=float("-inf")), "identical_responses"),  # strict JSON
     (_pair("Last good row.", " Yes.", " No."), KEPT),
+]
+
+# rows around a --max-row-bytes of MAX_ROW_BYTES: a longer row is set aside with its first KEPT_BYTES, never read
+# whole; the rows after it are read as usual
+MAX_ROW_BYTES = 4096
+KEPT_BYTES = 1000
+OVERSIZED_ROWS: list[tuple[bytes, str]] = [
+    (_pair("small", " a", " b"), KEPT),
+    (_pair("x" * 10_000, " a", " b"), "row_too_large"),
+    (b"{" + b" " * 50_000, "row_too_large"),  # not even JSON: it is never parsed
+    (_pair("y" * 4000, " a", " b"), KEPT),  # just under the limit
+    (_pair("\u00e9" * 3000, " a", " b", note="\u00e9" * 3000), "row_too_large"),  # 2-byte letters cut mid-way
+    (_pair("after", " a", " b"), KEPT),
 ]
 
 # ShareGPT rows (conversational), for a tokenizer whose chat template raises on "RAISE"
@@ -75,6 +89,24 @@ SHAREGPT_ROWS: list[tuple[bytes, str]] = [
 ]
 
 RAISING_TEMPLATE_MARK = "RAISE"
+
+# conversational rows for a tokenizer whose chat template loops on LOOP and builds a huge string on HUGE: each is a
+# template_error with its reason, its batch-mates are kept (run with a small RenderBudget: see the test)
+BUDGET_ROWS: list[tuple[bytes, str]] = [
+    (_turns([_h("Hello?")], _g("Hi."), _g("Go away.")), KEPT),
+    (_turns([_h("please LOOP for ever")], _g("a"), _g("b")), "template_error"),
+    (_turns([_h("Still fine?")], _g("Yes."), _g("No.")), KEPT),
+    (_turns([_h("a HUGE string please")], _g("a"), _g("b")), "template_error"),
+    (_turns([_h("Last one.")], _g("Yes."), _g("No.")), KEPT),
+]
+BUDGET_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if 'LOOP' in message['content'] %}{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}"
+    "{% endfor %}{% endif %}"
+    "{% if 'HUGE' in message['content'] %}{% set ns = namespace(s=message['content']) %}"
+    "{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}{% endif %}"
+    "{% endfor %}"
+)
 
 
 def write_rows(path: Path, rows: list[tuple[bytes, str]], bom: bool = True) -> Path:
@@ -95,15 +127,18 @@ def expected_by_line(rows: list[tuple[bytes, str]]) -> dict[int, str]:
 
 def raising_tokenizer(source: Path, target: Path) -> Path:
     """A copy of the tokenizer at ``source`` whose chat template raises on a message containing ``RAISE``."""
+    return tokenizer_with_template_prefix(source, target, (
+        "{% for message in messages %}{% if '" + RAISING_TEMPLATE_MARK + "' in message['content'] %}"
+        "{{ raise_exception('this template refuses the message') }}{% endif %}{% endfor %}"))
+
+
+def tokenizer_with_template_prefix(source: Path, target: Path, prefix: str) -> Path:
+    """A copy of the tokenizer at ``source`` whose chat template starts with ``prefix``."""
     target.mkdir(parents=True, exist_ok=True)
     for path in source.iterdir():
         (target / path.name).write_bytes(path.read_bytes())
     config = json.loads((target / "tokenizer_config.json").read_text())
-    config["chat_template"] = (
-        "{% for message in messages %}{% if '" + RAISING_TEMPLATE_MARK + "' in message['content'] %}"
-        "{{ raise_exception('this template refuses the message') }}{% endif %}{% endfor %}"
-        + config["chat_template"]
-    )
+    config["chat_template"] = prefix + config["chat_template"]
     (target / "tokenizer_config.json").write_text(json.dumps(config))
     return target
 
@@ -112,14 +147,23 @@ def kept_rows(folder: Path, split: str = "train") -> list[dict]:
     return [row for path in sorted((folder / "data").glob(f"{split}-*.parquet")) for row in pq.read_table(path).to_pylist()]
 
 
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
 def dead_letters(folder: Path, split: str = "train") -> list[dict]:
+    """The split's dead letters, read as strict JSON (no NaN, no Infinity)."""
     path = folder / "dead_letter" / f"{split}.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+    return ([json.loads(line, parse_constant=_not_json) for line in path.read_text(encoding="utf-8").splitlines()]
+            if path.exists() else [])
 
 
 def assert_every_row_accounted_for(folder: Path, rows: list[tuple[bytes, str]], split: str = "train") -> None:
     expected = expected_by_line(rows)
-    dead = {letter["line"]: letter["reason"] for letter in dead_letters(folder, split)}
+    letters = dead_letters(folder, split)
+    assert [letter["line"] for letter in letters] == sorted(letter["line"] for letter in letters)  # source order
+    assert not [p.name for p in (folder / "dead_letter").glob("*") if p.suffix != ".jsonl"]  # no pieces left
+    dead = {letter["line"]: letter["reason"] for letter in letters}
     assert dead == {line: reason for line, reason in expected.items() if reason != KEPT}
     kept = kept_rows(folder, split)
     assert len(kept) == sum(reason == KEPT for reason in expected.values())

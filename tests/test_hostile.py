@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import GPT2, HH_SAMPLE, MINIMIND, REPO, prepare
-from hostile_corpus import (KEPT, PLAIN_ROWS, SHAREGPT_ROWS, assert_every_row_accounted_for, dead_letters, kept_rows,
-                            raising_tokenizer, write_rows)
+from hostile_corpus import (BUDGET_ROWS, BUDGET_TEMPLATE, KEPT, KEPT_BYTES, MAX_ROW_BYTES, OVERSIZED_ROWS, PLAIN_ROWS,
+                            SHAREGPT_ROWS, assert_every_row_accounted_for, dead_letters, kept_rows, raising_tokenizer,
+                            tokenizer_with_template_prefix, write_rows)
 from poet.pipeline.commands.cli import main
 
 
@@ -64,7 +65,8 @@ def test_dead_letters_keep_the_original_row_or_line(plain_run):
         if letter["reason"] == "malformed_json" or isinstance(letter["row"], str) and letter["line"] == 3:
             assert letter["row"] == raw.decode("utf-8", errors="backslashreplace")
         else:
-            assert letter["row"] == json.loads(raw)  # lone surrogates included, written as \ud800 escapes
+            # lone surrogates included, written as \ud800 escapes; NaN and infinities as the strings "NaN"...
+            assert letter["row"] == json.loads(raw, parse_constant=str)
         assert letter["detail"] or letter["reason"] in {"identical_responses", "empty_prompt"}
 
 
@@ -78,6 +80,65 @@ def test_a_raising_chat_template_and_bad_turns_are_dead_letters(tmp_path):
     [letter] = [d for d in dead_letters(output) if d["reason"] == "template_error"]
     assert "Still fine?" in {r["prompt"][-1]["content"] for r in kept_rows(output)}  # its batch-mate is kept
     assert "this template refuses the message" in letter["detail"]
+
+
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.jsonl.gz"])
+def test_rows_over_max_row_bytes_are_dead_letters_with_their_first_bytes(tmp_path, name):
+    source = write_rows(tmp_path / "rows.jsonl", OVERSIZED_ROWS, bom=False)
+    if name.endswith(".gz"):
+        source = tmp_path / name
+        source.write_bytes(gzip.compress((tmp_path / "rows.jsonl").read_bytes(), mtime=0))
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2), "--max-row-bytes", str(MAX_ROW_BYTES)) == 0
+    assert_every_row_accounted_for(output, OVERSIZED_ROWS)
+    lines = (tmp_path / "rows.jsonl").read_bytes().split(b"\n")
+    for letter in dead_letters(output):
+        head = lines[letter["line"] - 1][:KEPT_BYTES]
+        assert letter["row"] == head.decode("utf-8", errors="backslashreplace") and "--max-row-bytes" in letter["detail"]
+
+
+def test_a_template_over_its_budget_is_a_template_error_and_its_batch_mates_are_kept(tmp_path, monkeypatch):
+    import poet.transforms.template_budget as budget
+
+    monkeypatch.setattr(budget, "RENDER_SECONDS", 0.5)
+    tokenizer = tokenizer_with_template_prefix(MINIMIND, tmp_path / "tokenizer", BUDGET_TEMPLATE)
+    source = write_rows(tmp_path / "sharegpt.jsonl", BUDGET_ROWS, bom=False)
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(tokenizer), "--batch-size", "3") == 0
+    assert_every_row_accounted_for(output, BUDGET_ROWS)
+    details = [letter["detail"] for letter in dead_letters(output)]
+    assert "ran over 0.5 s" in details[0] and "built a value over" in details[1]
+
+
+def _named_templates(tmp_path, names: dict[str, str], folder: str = "named") -> Path:
+    """MiniMind with its template under the first name, and other named templates (a list in the config)."""
+    target = tokenizer_with_template_prefix(MINIMIND, tmp_path / folder, "")
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    config["chat_template"] = [{"name": name, "template": template or config["chat_template"]}
+                               for name, template in names.items()]
+    (target / "tokenizer_config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_named_chat_templates_render_the_default_and_are_all_fingerprinted(tmp_path):
+    from poet.transforms.tokenization import load_tokenizer, tokenizer_fingerprint
+
+    source = write_rows(tmp_path / "sharegpt.jsonl", SHAREGPT_ROWS[:1] + SHAREGPT_ROWS[4:5], bom=False)
+    named = _named_templates(tmp_path, {"default": "", "tool_use": "{{ 'tools' }}"})
+    other = _named_templates(tmp_path, {"default": "", "tool_use": "{{ 'other tools' }}"}, "other")
+    fingerprints = {tokenizer_fingerprint(load_tokenizer(str(path))) for path in (named, other, MINIMIND)}
+    assert len(fingerprints) == 3
+    for tokenizer in (named, MINIMIND):
+        assert prepare(tmp_path / f"out-{tokenizer.name}", "--input", str(source), "--tokenizer", str(tokenizer)) == 0
+    assert kept_rows(tmp_path / "out-named") == kept_rows(tmp_path / f"out-{MINIMIND.name}")
+
+
+def test_named_chat_templates_without_a_default_are_one_line(tmp_path, capfd):
+    source = write_rows(tmp_path / "sharegpt.jsonl", SHAREGPT_ROWS[:1], bom=False)
+    tokenizer = _named_templates(tmp_path, {"chat": "", "tool_use": "{{ 'tools' }}"})
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(tokenizer)) == 2
+    assert "none named 'default'" in assert_refused(capfd, output)
 
 
 # the property: garbage lines (any bytes, any JSON) mixed into good rows never cost a good row
@@ -188,13 +249,25 @@ def _symlink(tmp_path: Path) -> list[str]:
     return ["train=" + str(tmp_path / "train.jsonl"), "test=" + str(tmp_path / "link.jsonl")]
 
 
+def _hard_link(tmp_path: Path) -> list[str]:
+    os.link(tmp_path / "train.jsonl", tmp_path / "other-name.jsonl")
+    return ["train=" + str(tmp_path / "train.jsonl"), "test=" + str(tmp_path / "other-name.jsonl")]
+
+
+def _json_object(tmp_path: Path) -> list[str]:
+    (tmp_path / "rows.json").write_text(json.dumps({"data": [json.loads(PLAIN_ROWS[0][0])]}))
+    return [str(tmp_path / "rows.json")]
+
+
 @pytest.mark.parametrize("inputs, message", [
     (lambda d: [_fifo(d)], "not a regular file"),
     (_symlink, "given twice"),
     (lambda d: [str(d / "train.jsonl"), f"test={d}/../{d.name}/train.jsonl"], "given twice"),
     (lambda d: [str(d / "train.jsonl"), os.path.relpath(d / "train.jsonl")], "given twice"),
     (lambda d: [str(d / "folder.jsonl")], "not a regular file"),
-], ids=["fifo", "symlink-across-splits", "dotdot", "relative-and-absolute", "folder"])
+    (_hard_link, "given twice"),
+    (_json_object, "holding a list under 'data'"),
+], ids=["fifo", "symlink-across-splits", "dotdot", "relative-and-absolute", "folder", "hard-link", "json-object"])
 def test_file_problems_are_refused_before_any_work(tmp_path, capfd, inputs, message):
     write_rows(tmp_path / "train.jsonl", PLAIN_ROWS[:1])
     (tmp_path / "folder.jsonl").mkdir()
@@ -202,6 +275,25 @@ def test_file_problems_are_refused_before_any_work(tmp_path, capfd, inputs, mess
     args = [arg for value in inputs(tmp_path) for arg in ("--input", value)]
     assert prepare(output, *args, "--tokenizer", str(GPT2)) == 2
     assert message in assert_refused(capfd, output)
+
+
+def test_a_json_file_over_64_rows_at_the_limit_is_one_line(tmp_path, capfd):
+    """A .json array is parsed whole: its size is bounded instead of its rows."""
+    source = tmp_path / "rows.json"
+    source.write_text(json.dumps([json.loads(PLAIN_ROWS[0][0])] * 200))
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2), "--max-row-bytes", "100") == 2
+    assert "convert it to JSON Lines" in assert_refused(capfd, output)
+
+
+def test_glob_characters_in_a_file_name_are_escaped_in_brackets(tmp_path):
+    """README: ``[brackets].jsonl`` is given as ``[[]brackets].jsonl`` (each of ``*?[`` inside ``[]``)."""
+    write_rows(tmp_path / "[brackets].jsonl", PLAIN_ROWS[:1])
+    write_rows(tmp_path / "b.jsonl", PLAIN_ROWS[-1:])  # what the unescaped glob would match instead
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(tmp_path / "[[]brackets].jsonl"), "--tokenizer", str(GPT2)) == 0
+    assert [row["prompt"] for row in kept_rows(output)] == [json.loads(PLAIN_ROWS[0][0])["prompt"]]
+    assert json.loads((output / "stats.json").read_text())["run"]["sources"][0]["file"] == "[brackets].jsonl"
 
 
 # --------------------------------------------------------------------------- options and outputs
@@ -220,6 +312,9 @@ def test_file_problems_are_refused_before_any_work(tmp_path, capfd, inputs, mess
     (["--runner", "NoSuchRunner"], "unknown --runner"),
     (["--direct_num_workers", "two"], "invalid int value"),
     (["--input", "all=x.jsonl"], "reserved"),
+    (["--input", "Train=x.jsonl"], "differ only by case"),
+    (["--input", "tr\u0430in=x.jsonl"], "use ASCII letters"),  # a Cyrillic a
+    (["--max-row-bytes", "0"], "at least one byte"),
 ], ids=lambda value: value if isinstance(value, str) else " ".join(value))
 def test_option_mistakes_are_one_line(tmp_path, capfd, extra, message):
     source = write_rows(tmp_path / "train.jsonl", PLAIN_ROWS[:1])

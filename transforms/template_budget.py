@@ -36,8 +36,9 @@ class RenderBudget:
     """Time and size limits for one rendering at a time: :meth:`install` on an environment before compiling,
     then :meth:`render` each conversation's output."""
 
-    def __init__(self, seconds: float = RENDER_SECONDS, chars: int = RENDER_CHARS):
-        self.seconds, self.chars = seconds, chars
+    def __init__(self, seconds: float | None = None, chars: int | None = None):
+        self.seconds = RENDER_SECONDS if seconds is None else seconds
+        self.chars = RENDER_CHARS if chars is None else chars
         self.deadline = float("inf")
 
     def check(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import stat
+import warnings
 from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
@@ -35,7 +36,9 @@ class InputPlan:
 
 def _match(pattern: str) -> list[str]:
     try:
-        result = FileSystems.match([pattern])[0]
+        with warnings.catch_warnings():  # Beam's glob compiles the escape `[[]` to a regex Python warns about
+            warnings.simplefilter("ignore", FutureWarning)
+            result = FileSystems.match([pattern])[0]
     except Exception as err:  # Beam raises BeamIOError with per-pattern causes
         raise UserError(f"cannot list --input {pattern!r}: {first_line(err)}") from None
     return sorted(m.path for m in result.metadata_list)
