@@ -44,6 +44,40 @@ def replicate(factor: int, folder: Path = WORK) -> Path:
     return path
 
 
+def with_bad_lines(bad_mb: int, folder: Path = WORK) -> tuple[Path, int]:
+    """The sample's rows (as in ``replicate(1)``) with ``bad_mb`` MiB of bad lines spread evenly between them, and
+    the number of bad lines: unterminated 1 MiB rows (``malformed_json``), 512 KiB pairs with identical responses
+    (``identical_responses``: parsed, then set aside) and, one in fifty, a 20 MiB row (``row_too_large`` at the
+    default ``--max-row-bytes``). Built once, then reused."""
+    path = folder / f"hh-rlhf-bad{bad_mb}mb.jsonl.gz"
+    count_path = path.with_suffix(".count")
+    if path.exists() and count_path.exists():
+        return path, int(count_path.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(SAMPLE, "rb") as handle:
+        good = [line if line.endswith(b"\n") else line + b"\n" for line in handle if line.strip()]
+    half = "y" * 2**18
+    kinds = [b'{"prompt": "' + b"x" * (2**20 - 13) + b"\n",
+             json.dumps({"prompt": "same?", "chosen": half, "rejected": half}).encode() + b"\n"]
+    bad, total = [], 0
+    while total < bad_mb * 2**20:
+        line = b'{"prompt": "' + b"z" * 20 * 2**20 + b'"}\n' if len(bad) % 50 == 49 else kinds[len(bad) % 2]
+        bad.append(line)
+        total += len(line)
+    partial = path.with_suffix(".partial")
+    with gzip.open(partial, "wb", compresslevel=1) as out:
+        every = max(1, len(good) // len(bad))
+        for i, line in enumerate(good):
+            out.write(line)
+            if i % every == every - 1 and i // every < len(bad):
+                out.write(bad[i // every])
+        for line in bad[len(good) // every:]:
+            out.write(line)
+    partial.rename(path)
+    count_path.write_text(str(len(bad)))
+    return path, len(bad)
+
+
 def tiny(rows: int = 16, folder: Path = WORK) -> Path:
     """The first ``rows`` rows of the sample: a run on it measures the pipeline's fixed start-up cost."""
     path = folder / f"hh-rlhf-first{rows}.jsonl"

@@ -19,7 +19,9 @@ a whole process, imports included: what a user waits for.
    and the share of training tokens POET removes on the sample;
 7. reference log-probs: ``poet score`` (Beam RunInference) vs ``poet train --precompute-ref``
    vs TRL's ``precompute_ref_log_probs``, and DPO's peak memory with the columns vs a frozen
-   reference (``--only-reference`` runs this section alone and prints it).
+   reference (``--only-reference`` runs this section alone and prints it);
+9. peak memory with 1 GiB of bad lines against a clean run of the same good rows
+   (``--only-dead-letters`` runs this section alone and prints it, ``--dead-letter-mb N`` sizes it).
 
 Options: ``--repeat N`` runs of each compared contender, the median counts
 (default 2: the faster; the 100x run runs once); ``--startup-repeat N``;
@@ -44,6 +46,7 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks import dead_letters
 from benchmarks.data import REPO, TOKENIZER, WORK, replicate, tiny
 from poet.transforms import contract
 
@@ -284,6 +287,8 @@ def run_suite(options) -> dict:
 
     results["all_cores"] = all_cores.compare(inputs[large], large, options.repeat, default_run=scaling[large])
 
+    print(f"9. memory with {options.dead_letter_mb} MiB of bad lines vs a clean run", flush=True)
+    results["dead_letters"] = dead_letters.compare(options.dead_letter_mb, run_prepare)
     results["machine"]["load_after"] = _load()
     return results
 
@@ -513,6 +518,8 @@ def report(results: dict) -> str:
         from benchmarks import all_cores
 
         lines += all_cores.report(results["all_cores"])
+    if results.get("dead_letters"):
+        lines += dead_letters.report(results["dead_letters"])
     saved = scaling[1]["training_tokens"]
     lines += [
         "## POET's saving on the sample",
@@ -537,7 +544,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the report from the last run's measurements (benchmarks/_work/results.json)")
     parser.add_argument("--only-reference", action="store_true", help="run section 7 alone and print it")
+    parser.add_argument("--dead-letter-mb", type=int, default=dead_letters.DEAD_LETTER_MB,
+                        help="MiB of bad lines in section 8")
+    parser.add_argument("--only-dead-letters", action="store_true", help="run section 9 alone and print it")
     options = parser.parse_args(argv)
+    if options.only_dead_letters:
+        print("\n".join(dead_letters.report(dead_letters.compare(options.dead_letter_mb, run_prepare)))
+              + f"\nmachine: {machine()}")
+        return 0
     if options.only_reference:
         from benchmarks import reference, training
 

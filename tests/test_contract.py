@@ -55,6 +55,12 @@ def test_shard_names_follow_the_pattern():
     assert not contract.SHARD_PATTERN.fullmatch(contract.dead_letter_file("train"))
 
 
+def test_shard_names_past_99999_shards_follow_the_pattern():
+    name = contract.shard_file("train", 123_456, 200_000)
+    assert name == "data/train-123456-of-200000.parquet"
+    assert contract.SHARD_PATTERN.fullmatch(name).group("split", "index", "count") == ("train", "123456", "200000")
+
+
 def test_features_follow_the_columns():
     features = contract.features(contract.prepared_columns(include_text=False), conversational=False)
     assert list(features) == ["id", "prompt_ids", "chosen_ids", "rejected_ids", "prompt_length",
