@@ -145,3 +145,12 @@ def test_hub_problems_are_one_line(hub, tmp_path, capsys, ultrafeedback_files, p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_one_hub_file_reached_through_two_revisions_is_refused(hub, tmp_path, capsys, ultrafeedback_files):
+    """Files are compared at the commit read: the branch and its sha name the same file."""
+    sha = commit(ULTRA, ultrafeedback_files)
+    assert prepare(tmp_path / "out", "--input", f"train=hf://datasets/{ULTRA}/data/test_prefs-*.parquet",
+                   "--input", f"test=hf://datasets/{ULTRA}@{sha}/data/test_prefs-*.parquet", *ARGS) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "given twice" in err, err
