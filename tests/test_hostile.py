@@ -94,7 +94,8 @@ def test_rows_over_max_row_bytes_are_dead_letters_with_their_first_bytes(tmp_pat
     lines = (tmp_path / "rows.jsonl").read_bytes().split(b"\n")
     for letter in dead_letters(output):
         head = lines[letter["line"] - 1][:KEPT_BYTES]
-        assert letter["row"] == head.decode("utf-8", errors="backslashreplace") and "--max-row-bytes" in letter["detail"]
+        assert letter["row"] == head.decode("utf-8", errors="backslashreplace")
+        assert "--max-row-bytes" in letter["detail"]
 
 
 def test_a_template_over_its_budget_is_a_template_error_and_its_batch_mates_are_kept(tmp_path, monkeypatch):

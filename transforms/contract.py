@@ -30,8 +30,8 @@ PLOT_KINDS = ("lengths", "chosen_vs_rejected")
 REFERENCE_PLOT = "reference_logps"  # the per-token reference log-probs, in folders scored with --ref-model
 
 SHARD_PATTERN = re.compile(rf"{DATA_DIR}/(?P<split>[^/]+?)-(?P<index>\d{{5,}})-of-(?P<count>\d{{5,}})\.parquet")
-"""A shard's path in the folder; split names are ASCII letters, digits and ``_`` (see :class:`InputSpec`), so ``-`` ends them. Numbers
-have five digits or more (:func:`shard_file`, like ``datasets``, writes 100,000 shards with six)."""
+"""A shard's path in the folder; split names are ASCII letters, digits and ``_`` (see :class:`InputSpec`), so ``-``
+ends them. Numbers have five digits or more (:func:`shard_file`, like ``datasets``, writes 100,000 shards with six)."""
 
 PUBLISHED_FILES = (CARD_FILE, STATS_FILE, f"{PLOTS_DIR}/*", f"{DATA_DIR}/*.parquet")
 """What a prepared folder shares (fnmatch patterns relative to the folder); ``dead_letter/`` and the manifest stay
