@@ -19,7 +19,7 @@ from poet.transforms.reasons import Reason, RowRejected
 
 
 def _rows(name: str, data: bytes, limit: int):
-    return list(iter_rows(name, io.BytesIO(data), limit))
+    return list(iter_rows(name, io.BytesIO(data), max_row_bytes=limit))
 
 
 def test_a_long_line_inside_a_small_gzip_is_never_read_whole(tmp_path):
@@ -34,7 +34,7 @@ def test_a_long_line_inside_a_small_gzip_is_never_read_whole(tmp_path):
     tracemalloc.start()
     try:
         with open(path, "rb") as stream:
-            rows = list(iter_rows(str(path), stream, 10**6))
+            rows = list(iter_rows(str(path), stream, max_row_bytes=10**6))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

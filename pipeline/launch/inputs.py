@@ -48,7 +48,8 @@ def _peek_kind(path: str, fmt: str | None, max_row_bytes: int) -> bool | None:
     """Whether the first valid pair of the file is conversational (None if none found early)."""
     try:
         with open_input(path) as stream:
-            for source in itertools.islice(iter_rows(path, stream, max_row_bytes=max_row_bytes), PEEK_ROWS):
+            for source in itertools.islice(iter_rows(path, stream, max_row_bytes=max_row_bytes),
+                                             PEEK_ROWS):
                 if source.record is None:
                     continue
                 try:
