@@ -12,7 +12,7 @@ import math
 import textwrap
 from pathlib import Path
 
-from poet.trainer.config import DTYPES, TrainConfig
+from poet.trainer.config import DTYPES, LR_SCHEDULERS, TrainConfig
 from poet.trainer.registry import LOSSES
 from poet.transforms.errors import UserError
 
@@ -21,16 +21,32 @@ def _per_loss(name: str) -> str:
     return ", ".join(f"{loss.name} {loss.defaults[name]}" for loss in LOSSES.values() if name in loss.defaults)
 
 
-def _losses_epilog() -> str:
-    """Where each loss's defaults come from (shown under ``poet train --help``)."""
+# Where `poet train` does not do what TRL 1.x does by default (shown under ``poet train --help`` and in the README).
+TRL_DIFFERENCES = (
+    "--max-length skips the pairs longer than N tokens (prompt + completion); TRL's max_length truncates them",
+    "simpo equals TRL's CPOTrainer (trl.experimental.cpo) with loss_type='simpo' and cpo_alpha=0: CPOConfig's "
+    "default cpo_alpha=1.0 adds a negative log-likelihood term on the chosen completions; alphapo is the same "
+    "with CPOConfig's alpha",
+    "dropout is off, Llama-style float attention dropout included (TRL's disable_dropout leaves that on)",
+    "logged metrics are means over the pairs of a logging window, logits/* over its completion tokens (TRL "
+    "averages the values of its micro-batches)",
+)
+
+
+def _epilog() -> str:
+    """Where each loss's defaults come from, and where poet differs from TRL (shown under ``poet train --help``)."""
+    def item(text: str, indent: str = "  ") -> str:
+        return textwrap.fill(text, width=100, initial_indent=indent, subsequent_indent=indent + "  ")
+
     return "defaults of the losses:\n" + "\n".join(
         f"  {loss.name}: {', '.join(f'{k}={v}' for k, v in loss.defaults.items())}\n"
         + textwrap.fill(loss.sources, width=100, initial_indent="    ", subsequent_indent="    ")
-        for loss in LOSSES.values())
+        for loss in LOSSES.values()
+    ) + "\n\nwhere poet train differs from TRL 1.x:\n" + "\n".join(item(f"- {text}") for text in TRL_DIFFERENCES)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = _losses_epilog()
+    parser.epilog = _epilog()
     io = parser.add_argument_group("data, model and output")
     io.add_argument("--data", required=True, help="prepared folder (`poet prepare` output) or Hub dataset repo id")
     io.add_argument("--split", default="train", help="split to train on")
@@ -53,26 +69,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     objective.add_argument("--label-smoothing", type=float, default=None, help="ε of cDPO (dpo, simpo); unset: 0")
     objective.add_argument(
         "--poet", action="store_true",
-        help="score only the first min(len_c, len_r) completion tokens of each pair (for untruncated shards)",
+        help="score only the first min(len_c, len_r) completion tokens of each pair (for untruncated shards; "
+             "changes nothing on POET shards)",
     )  # fmt: skip
     objective.add_argument(
         "--precompute-ref", action="store_true",
         help="dpo: compute reference log-probs in one pass before training, then free the reference model",
+    )  # fmt: skip
+    objective.add_argument(
+        "--strict-reference", action="store_true",
+        help="refuse stored reference log-prob columns that stats.json does not record as computed by --model "
+             "(by default a warning)",
     )  # fmt: skip
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--batch-size", type=int, default=8, help="pairs per micro-batch per process")
     optim.add_argument("--eval-batch-size", type=int, default=None, help="pairs per eval batch; unset: --batch-size")
     optim.add_argument("--gradient-accumulation-steps", type=int, default=1, help="micro-batches per optimizer step")
-    optim.add_argument("--learning-rate", type=float, default=1e-6, help="peak AdamW learning rate")
+    optim.add_argument("--learning-rate", type=float, default=1e-6, help="peak AdamW learning rate (TRL's default)")
     optim.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     optim.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping norm (0: none)")
-    optim.add_argument("--warmup-ratio", type=float, default=0.1, help="linear warmup, then cosine decay to 0")
+    optim.add_argument("--lr-scheduler", choices=LR_SCHEDULERS, default="linear",
+                       help="decay to 0 after the warmup; linear with no warmup is TRL's default, "
+                            "--lr-scheduler cosine --warmup-ratio 0.1 the POET and SimPO papers' recipe")  # fmt: skip
+    optim.add_argument("--warmup-ratio", type=float, default=0.0, help="share of the steps with a linear warmup from 0")
     optim.add_argument("--num-epochs", type=int, default=1, help="passes over the training split")
     optim.add_argument("--max-steps", type=int, default=None, help="optimizer steps; overrides --num-epochs")
     optim.add_argument("--seed", type=int, default=42, help="seed of the data order and of torch")
     optim.add_argument("--group-by-length", action="store_true", help="batch pairs of similar length (less padding)")
-    optim.add_argument("--max-length", type=int, default=None, help="skip pairs longer than this (prompt + completion)")
+    optim.add_argument("--max-length", type=int, default=None,
+                       help="skip pairs longer than this (prompt + completion); TRL truncates them instead")
     optim.add_argument("--max-samples", type=int, default=None, help="train on the first N pairs only")
     optim.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for activation memory")
 

@@ -10,14 +10,15 @@ from poet.trainer.registry import LOSSES
 from poet.transforms.errors import UserError
 
 DTYPES = ("float32", "bfloat16", "float16", "float64", "auto")
+LR_SCHEDULERS = ("linear", "cosine")  # transformers' get_scheduler names; linear is TRL's DPOConfig/CPOConfig default
 HYPERPARAMETERS = ("beta", "gamma", "alpha", "label_smoothing")  # the TrainConfig fields a loss may take
 
 # Fields that decide the training trajectory: a checkpoint only resumes bit-for-bit if they are unchanged.
 TRAJECTORY_FIELDS = (
     "data", "split", "model", "gguf_file", "dtype", "loss", "beta", "gamma", "alpha", "label_smoothing", "poet",
     "precompute_ref", "batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
-    "max_grad_norm", "warmup_ratio", "num_epochs", "max_steps", "seed", "group_by_length", "max_length",
-    "max_samples",
+    "max_grad_norm", "lr_scheduler", "warmup_ratio", "num_epochs", "max_steps", "seed", "group_by_length",
+    "max_length", "max_samples",
 )  # fmt: skip
 
 
@@ -41,13 +42,15 @@ class TrainConfig:
     label_smoothing: float | None = None
     poet: bool = False
     precompute_ref: bool = False
+    strict_reference: bool = False
     batch_size: int = 8
     eval_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-6
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    warmup_ratio: float = 0.1
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = 0.0
     num_epochs: int = 1
     max_steps: int | None = None
     seed: int = 42
@@ -71,6 +74,8 @@ class TrainConfig:
             raise UserError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise UserError(f"unknown --lr-scheduler {self.lr_scheduler!r}: choose one of {', '.join(LR_SCHEDULERS)}")
         defaults = LOSSES[self.loss].defaults
         for name in HYPERPARAMETERS:
             value = getattr(self, name)

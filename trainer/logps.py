@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -26,17 +27,32 @@ class Batch:
         return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.completion_mask.to(device), ref)
 
 
-def completion_logps(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+class CompletionLogps(NamedTuple):
+    """Per row of a batch: ``sums`` of the scored completion tokens' log-probs, their ``counts``, and with
+    ``mean_logits`` the sums over the same tokens of the mean logit over the vocabulary (TRL's ``logits/*``
+    metrics; detached), else None."""
+
+    sums: torch.Tensor
+    counts: torch.Tensor
+    logit_sums: torch.Tensor | None = None
+
+
+def completion_logps(model: torch.nn.Module, batch: Batch, *, mean_logits: bool = False) -> CompletionLogps:
     """Sum of ``log π(token | prefix)`` over the scored completion tokens of each row, and their count.
 
-    Logits are upcast to at least float32 before the log-softmax. Returns two ``2B`` tensors (sums, counts);
-    split them with ``.chunk(2)`` into chosen and rejected.
+    Logits are upcast to at least float32 before the log-softmax. Each field is a ``2B`` tensor; split it with
+    ``.chunk(2)`` into chosen and rejected.
     """
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
     logits = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32))
     targets = batch.input_ids[:, 1:]
     mask = batch.completion_mask[:, 1:]
+    zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
     # log_softmax gathered at the targets, without materialising the full log-softmax tensor.
     token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    sums = torch.where(mask, token_logps, torch.zeros((), dtype=token_logps.dtype, device=token_logps.device)).sum(-1)
-    return sums, mask.sum(-1)
+    sums = torch.where(mask, token_logps, zero).sum(-1)
+    logit_sums = None
+    if mean_logits:
+        with torch.no_grad():
+            logit_sums = torch.where(mask, logits.mean(-1), zero).sum(-1)
+    return CompletionLogps(sums, mask.sum(-1), logit_sums)

@@ -45,7 +45,7 @@ def iter_reference_logps(
     """``(indices, chosen sums, rejected sums)`` per batch, float64; ``progress(n)`` after each batch of ``n``."""
     with torch.no_grad():
         for indices in batches:
-            sums, _ = completion_logps(model, collate(pairs, indices, poet, pad_id).to(device))
+            sums = completion_logps(model, collate(pairs, indices, poet, pad_id).to(device)).sums
             chosen, rejected = sums.double().cpu().numpy().reshape(2, -1)
             if progress is not None:
                 progress(len(indices))

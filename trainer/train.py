@@ -7,7 +7,9 @@ metrics are summed over ranks before they are logged, so the numbers do not depe
 
 from __future__ import annotations
 
+import functools
 import gc
+import json
 import math
 import shutil
 import sys
@@ -20,18 +22,20 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import get_scheduler
 
 from poet.trainer.checkpoint import load_checkpoint, read_state, save_checkpoint
 from poet.trainer.config import TrainConfig
 from poet.trainer.data import REF_COLUMNS, BatchPlan, Pairs, collate, load_pairs, sharded_batches
-from poet.trainer.logps import Batch, completion_logps
+from poet.trainer.logps import Batch, CompletionLogps, completion_logps
 from poet.trainer.reference import iter_reference_logps
-from poet.trainer.metrics import PAIR_METRICS, MetricSums, MetricsLog
+from poet.trainer.metrics import PAIR_METRICS, TOKEN_METRICS, MetricSums, MetricsLog
 from poet.trainer.model import check_fits, disable_dropout, load_model, load_reference, load_tokenizer, pad_token_id
 from poet.trainer.plots import plot_curves
 from poet.trainer.registry import LOSSES
+from poet.transforms.contract import STATS_FILE
 from poet.transforms.errors import UserError
+from poet.transforms.reference import ReferenceModel
 
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "training_curves.png"
@@ -74,28 +78,30 @@ class PreferenceTrainer:
             )
         self.total_steps = config.max_steps or config.num_epochs * self.plan.steps_per_epoch
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        self.scheduler = get_cosine_schedule_with_warmup(
-            optimizer, math.ceil(config.warmup_ratio * self.total_steps), self.total_steps
-        )
+        # as transformers' Trainer (TRL) builds it: warmup steps = ceil(ratio × total steps)
+        self.scheduler = get_scheduler(config.lr_scheduler, optimizer, math.ceil(config.warmup_ratio * self.total_steps),
+                                       self.total_steps)  # fmt: skip
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.log = MetricsLog(config.output_dir / METRICS_FILE, accelerator.is_main_process)
         self.step = 0
         self.window = MetricSums(accelerator.device)  # sums since the last logged step
         self.window_seconds = 0.0  # time spent in training steps since the last logged step
         self.run_totals = MetricSums(accelerator.device)  # sums over the steps this process ran
+        self.tokens_before = 0  # non-padding tokens trained on before this process (a resumed run's), for num_tokens
         self.run_seconds = 0.0
         self.last_checkpoint: Path | None = None
         self._epoch_plan: tuple[int, np.ndarray] | None = None  # (epoch, its plan), computed once per epoch
 
     # -- one batch ------------------------------------------------------------------------------------------
-    def _forward(self, model, batch: Batch):
+    def _forward(self, model, batch: Batch) -> tuple[tuple, CompletionLogps]:
+        """:func:`preference_loss`'s per-pair outputs, and the policy's completion log-probs (for the metrics)."""
         with self.accelerator.autocast():
-            logps, counts = completion_logps(model, batch)
+            policy = completion_logps(model, batch, mean_logits=True)
             ref_logps = batch.ref_logps
             if LOSSES[self.config.loss].needs_reference and ref_logps is None:
                 with torch.no_grad():
-                    ref_logps, _ = completion_logps(self.reference, batch)
-        return preference_loss(self.config, logps, counts, ref_logps)
+                    ref_logps = completion_logps(self.reference, batch).sums
+        return preference_loss(self.config, policy.sums, policy.counts, ref_logps), policy
 
     def _train_step(self, step_indices: np.ndarray) -> MetricSums:
         """Forward and backward over this rank's micro-batches of one step; returns the step's sums over ranks."""
@@ -105,9 +111,9 @@ class PreferenceTrainer:
             batch = collate(self.train_pairs, indices, self.config.poet, self.pad_id).to(self.accelerator.device)
             last = k == len(micro_batches) - 1
             with nullcontext() if last else self.accelerator.no_sync(self.model):
-                outputs = self._forward(self.model, batch)
+                outputs, policy = self._forward(self.model, batch)
                 self.accelerator.backward(outputs[0].sum() / (len(indices) * len(micro_batches)))
-            sums.add_batch(*outputs, batch.attention_mask)
+            sums.add_batch(outputs, policy, batch.attention_mask)
         return sums.reduced(self.accelerator)
 
     def precompute_reference(self) -> None:
@@ -115,13 +121,14 @@ class PreferenceTrainer:
         used = self.plan.pairs_used(self.step, self.total_steps)
         _say(f"computing reference log-probs of the {len(used)} training pairs this run uses, then freeing the "
              "reference model")  # fmt: skip
-        args = (self.reference, self.config, self.accelerator, self.pad_id)
+        score = functools.partial(_with_reference_logps, config=self.config, accelerator=self.accelerator,
+                                  pad_id=self.pad_id)  # fmt: skip
         if self.train_pairs.ref_logps is None:
-            self.train_pairs = _with_reference_logps(self.train_pairs, used, *args, what=self.config.split)
+            self.train_pairs = score(self.train_pairs, used, self.reference, what=self.config.split)
         if self.eval_pairs is not None and self.eval_pairs.ref_logps is None:
             every = np.arange(len(self.eval_pairs))
-            self.eval_pairs = _with_reference_logps(self.eval_pairs, every, *args, what=self.config.eval_split)
-        self.reference = None
+            self.eval_pairs = score(self.eval_pairs, every, self.reference, what=self.config.eval_split)
+        self.reference = None  # the only reference to the model (see train): it is freed here
         gc.collect()
 
     # -- evaluation -----------------------------------------------------------------------------------------
@@ -141,7 +148,12 @@ class PreferenceTrainer:
                 sums.add_batch(*self._forward(model, batch), batch.attention_mask)
         model.train()
         means = sums.reduced(self.accelerator).means()
-        return {f"eval_{name}": means[name] for name in PAIR_METRICS}
+        return {f"eval_{name}": means[name] for name in (*PAIR_METRICS, *TOKEN_METRICS)}
+
+    @property
+    def num_tokens(self) -> int:
+        """Non-padding tokens trained on since the first step, over all ranks (TRL's ``num_tokens``)."""
+        return round(self.tokens_before + self.run_totals.tokens)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def save(self) -> None:
@@ -152,6 +164,7 @@ class PreferenceTrainer:
             "data_position": {"epoch": epoch, "batches_done": batch},
             "metric_window": self.window.state(),
             "metric_window_seconds": self.window_seconds,
+            "num_tokens": self.num_tokens,
             "world_size": self.accelerator.num_processes,
             "config": self.config.trajectory(),
         }
@@ -166,6 +179,7 @@ class PreferenceTrainer:
             raise UserError(f"{path} is at step {self.step}, the last step of this run: nothing left to train")
         self.window = MetricSums(self.accelerator.device, state["metric_window"])
         self.window_seconds = state["metric_window_seconds"]
+        self.tokens_before = state["num_tokens"]
         self.last_checkpoint = path
         self.log.truncate_after(self.step)
 
@@ -203,6 +217,7 @@ class PreferenceTrainer:
             "learning_rate": learning_rate,
             "grad_norm": grad_norm,
             "tokens_per_second": self.window.tokens / self.window_seconds,
+            "num_tokens": self.num_tokens,
         }
         self.log.append(record)
         self.window, self.window_seconds = MetricSums(self.accelerator.device), 0.0
@@ -299,12 +314,62 @@ def _load_split(config: TrainConfig, split: str, is_train: bool) -> Pairs:
             pairs = pairs.take(keep)
     if is_train and config.max_samples and config.max_samples < len(pairs):
         pairs = pairs.take(np.arange(config.max_samples))
-    if pairs.ref_logps is not None and config.poet:
+    # On POET shards (equal completion lengths) --poet scores every stored token: the columns still apply.
+    if pairs.ref_logps is not None and config.poet and not np.array_equal(pairs.chosen.lengths, pairs.rejected.lengths):
         raise UserError(
-            f"split {split!r} carries {'/'.join(REF_COLUMNS)} computed on the stored completions, "
+            f"split {split!r} carries {'/'.join(REF_COLUMNS)} computed on its untruncated completions, "
             "which --poet would mask differently: drop --poet, or drop those columns"
         )
     return pairs
+
+
+def _recorded_reference(data: str) -> dict | None:
+    """The model that computed the data's stored reference log-probs, as its stats.json records it, or None."""
+    from poet.pipeline.hub import fetch_prepared  # the same folder or Hub repo load_pairs read
+
+    try:
+        document = json.loads((fetch_prepared(data, only=(STATS_FILE,)) / STATS_FILE).read_text(encoding="utf-8"))
+        return document.get("reference", {}).get("model")
+    except (UserError, OSError, ValueError, AttributeError):  # no stats.json, or not poet's: nothing recorded
+        return None
+
+
+def _check_stored_reference(config: TrainConfig) -> None:
+    """Stored reference log-probs must be --model's (the initial policy's), or DPO does not start at ln 2: warn,
+    or with --strict-reference refuse, when stats.json does not record --model's weights as their source."""
+    model = ReferenceModel(config.model, config.gguf_file)
+    try:
+        model = model.with_revision()  # sha256 of a local folder's weights, or the Hub commit
+    except UserError:
+        pass  # compared as "revision unknown"
+    problem = model.mismatch(_recorded_reference(config.data))
+    if problem is None:
+        return
+    message = f"the reference log-probs stored in {config.data} may not be --model's: {problem}"
+    if config.strict_reference:
+        raise UserError(f"{message}; score the data with --model (poet score --ref-model), or drop the columns")
+    _say(f"poet train: warning: {message}. DPO's first loss is then not ln 2; --strict-reference refuses such data")
+
+
+def _reference_model(config: TrainConfig, splits: dict[str, Pairs], device: torch.device):
+    """Say which reference DPO uses for each split, and load the frozen copy of --model that splits without
+    stored log-probs need (else None). The caller hands it straight to the trainer, which then holds the only
+    reference to it, so that ``--precompute-ref`` can free it."""
+    if not LOSSES[config.loss].needs_reference:
+        return None
+    stored = [split for split, pairs in splits.items() if pairs.ref_logps is not None]
+    missing = [split for split, pairs in splits.items() if pairs.ref_logps is None]
+    if stored:
+        _check_stored_reference(config)
+        _say(f"{config.loss} reference of {', '.join(stored)}: the stored {'/'.join(REF_COLUMNS)} columns"
+             + ("; no reference model loaded" if not missing else ""))  # fmt: skip
+    if not missing:
+        return None
+    how = ("log-probs precomputed by a frozen copy of --model, which is freed before training" if config.precompute_ref
+           else "a frozen copy of --model, in memory beside the policy (--precompute-ref scores the pairs once and "
+                "frees it)")  # fmt: skip
+    _say(f"{config.loss} reference of {', '.join(missing)}: {how}")
+    return load_reference(config.model, config.dtype, config.gguf_file, device)
 
 
 def _resume_state(config: TrainConfig, accelerator: Accelerator) -> dict | None:
@@ -363,18 +428,14 @@ def train(config: TrainConfig) -> dict[str, float]:
     model.train()
 
     # DPO's reference: log-probs from the shards, else a frozen copy of the initial model, or its log-probs.
-    reference = None
-    needs_reference = LOSSES[config.loss].needs_reference
-    if needs_reference and any(p is not None and p.ref_logps is None for p in (train_pairs, eval_pairs)):
-        reference = load_reference(config.model, config.dtype, config.gguf_file, accelerator.device)
-    elif needs_reference:
-        _say(f"{config.loss}: reference log-probs from the {'/'.join(REF_COLUMNS)} columns; no reference model loaded")
-
+    splits = {config.split: train_pairs, **({config.eval_split: eval_pairs} if eval_pairs is not None else {})}
+    reference = _reference_model(config, splits, accelerator.device)
     trainer = PreferenceTrainer(config, accelerator, model, tokenizer, reference, train_pairs, eval_pairs)
+    del reference  # the trainer's is the only reference left: precompute_reference frees the model
     if resume_state:
         trainer.resume(config.resume_from_checkpoint, resume_state)
         _say(f"resuming from {config.resume_from_checkpoint} at step {trainer.step}")
-    if reference is not None and config.precompute_ref:
+    if trainer.reference is not None and config.precompute_ref:
         trainer.precompute_reference()
     _say(
         f"{config.loss}: {len(train_pairs)} pairs, {trainer.plan.steps_per_epoch} steps per epoch of "

@@ -18,6 +18,7 @@ DEFAULT_BATCH_TOKENS = 4096
 PER_TOKEN_BIN = 0.05
 """Width in nats of the bins of the per-token reference log-prob histograms."""
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
+_SHA256 = "sha256:"  # prefix of a revision that is the digest of local weight files, not a Hub commit
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ReferenceModel:
     logits of a pass take ``batch_tokens × vocabulary × 4`` bytes, twice at the log-softmax (2 GB at 4096 tokens
     and a 49k vocabulary), so raise it on a GPU with memory to spare.
     ``revision`` identifies the weights: a Hub commit, or ``sha256:…`` of the local weight files.
+    The card and stats.json record a local folder by its name only, never a path of the machine that scored.
     """
 
     name: str
@@ -56,7 +58,7 @@ class ReferenceModel:
             if not files or not all(os.path.isfile(os.path.join(self.name, f)) for f in files):
                 wanted = self.gguf_file or "weights (*.safetensors, *.bin, *.gguf)"
                 raise UserError(f"--ref-model {self.name} has no {wanted}: pass a model folder or a Hub model id")
-            return replace(self, revision="sha256:" + _sha256_files([os.path.join(self.name, f) for f in files]))
+            return replace(self, revision=_SHA256 + _sha256_files([os.path.join(self.name, f) for f in files]))
         try:
             import huggingface_hub
 
@@ -67,10 +69,32 @@ class ReferenceModel:
                 "pass a local model folder or a Hub model id you can access"
             ) from None
 
+    @property
+    def recorded_name(self) -> str:
+        """The name stats.json and the card give: a Hub id as is, a local folder by its own name."""
+        return os.path.basename(os.path.normpath(self.name)) if os.path.isdir(self.name) else self.name
+
     def describe(self, used: dict[str, int]) -> dict:
         """For the card and stats.json; ``used`` counts the pairs scored per ``device/dtype``."""
-        return {"name": self.name, "gguf_file": self.gguf_file, "revision": self.revision,
+        return {"name": self.recorded_name, "gguf_file": self.gguf_file, "revision": self.revision,
                 "dtype": self.dtype, "scored_with": dict(sorted(used.items()))}
+
+    def mismatch(self, recorded: dict | None) -> str | None:
+        """Why reference log-probs recorded as computed by ``recorded`` (stats.json's ``reference.model``) may not
+        be this model's, or None when they are: the same sha256 of the weights (local folders, whatever their
+        names), or the same Hub id at the same commit. ``revision`` is filled in (:meth:`with_revision`), or None
+        where it could not be found out."""
+        mine = f"{self.name} (revision {self.revision or 'unknown'})"
+        if not recorded:
+            return f"nothing records which model computed them, so they may not be {mine}'s"
+        theirs = f"{recorded.get('name')} (revision {recorded.get('revision')})"
+        local = [str(revision or "").startswith(_SHA256) for revision in (self.revision, recorded.get("revision"))]
+        same_hub_model = not any(local) and recorded.get("name") == self.name and self.revision is not None
+        if all(local) or same_hub_model:
+            return None if self.revision == recorded.get("revision") else f"they were computed by {theirs}, not {mine}"
+        if not any(local) and recorded.get("name") != self.name:
+            return f"they were computed by {theirs}, not {mine}"
+        return f"they were computed by {theirs}, which cannot be compared with {mine}"
 
 
 def _sha256_files(paths: list[str]) -> str:
