@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import html
 import json
+import math
 import re
 import shutil
 from html.parser import HTMLParser
@@ -374,3 +375,56 @@ def test_a_prepared_ultrafeedback_layout_gets_correct_snippets(tmp_path):
     namespace: dict = {}
     exec(snippet, namespace)  # the card's load snippet, as a user would paste it
     assert len(namespace["row"]["prompt_ids"]) > 0
+
+
+# --- the TRL snippet, run as written -------------------------------------------------------------------------
+SNIPPET_PAIRS = 16
+
+
+@pytest.fixture(scope="module")
+def snippet_folders(tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """The first 16 HH pairs prepared three ways: POET with reference columns, POET, and --no-poet."""
+    root = tmp_path_factory.mktemp("snippets")
+    data = root / "hh-16.jsonl.gz"
+    with gzip.open(HH_SAMPLE, "rt") as source, gzip.open(data, "wt") as target:
+        target.writelines(line for _, line in zip(range(SNIPPET_PAIRS), source))
+    folders = {}
+    for name, extra in {"poet-ref": ["--ref-model", str(tiny_model)], "poet": [], "no-poet": ["--no-poet"]}.items():
+        assert prepare(root / name, "--input", str(data), "--tokenizer", str(MINIMIND), "--max-length", "256",
+                       "--license", "mit", *extra) == 0  # fmt: skip
+        folders[name] = root / name
+    return folders
+
+
+def trl_snippet(folder: Path) -> str:
+    """The card's TRL code block, as a user copies it."""
+    text = body_of(read_card(folder))
+    return text.split("With [TRL]", 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+@pytest.mark.parametrize("variant", ["poet-ref", "poet", "no-poet"])
+def test_the_trl_snippet_runs_as_written_with_trl(snippet_folders, tiny_model, tmp_path, monkeypatch, variant):
+    """The snippet trains one stated epoch with TRL 1.16 on the stored ids (bf16 only where the machine has it),
+    with no reference model when the columns are there, and cuts --no-poet completions to the POET length."""
+    import trl
+
+    assert trl.__version__ == "1.16.0"
+    folder = snippet_folders[variant]
+    snippet = trl_snippet(folder)
+    assert "num_train_epochs=1" in snippet and "bf16=torch.cuda.is_available()" in snippet
+    # the two placeholders the card asks the reader to replace: the dataset and a model with its tokenizer
+    snippet = snippet.replace('"PATH_OR_REPO_ID"', json.dumps(str(folder))).replace('"MODEL"', json.dumps(str(tiny_model)))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(snippet, "card-snippet", "exec"), namespace)
+
+    trainer, stored = namespace["trainer"], load_dataset(str(folder), split="train")
+    assert trainer.state.global_step == -(-len(stored) // 8)  # one epoch of TRL's default 8 pairs per batch
+    assert (trainer.ref_model is None) == (variant == "poet-ref")
+    trained = trainer.train_dataset
+    poet_lengths = [min(len(c), len(r)) for c, r in zip(stored["chosen_ids"], stored["rejected_ids"])]
+    assert [len(ids) for ids in trained["chosen_ids"]] == [len(ids) for ids in trained["rejected_ids"]] == poet_lengths
+    assert trained["prompt_ids"] == stored["prompt_ids"]
+    if variant == "poet-ref":
+        assert trained["ref_chosen_logps"] == stored["ref_chosen_logps"]
+    assert all(math.isfinite(record["train_loss"]) for record in trainer.state.log_history if "train_loss" in record)

@@ -325,7 +325,7 @@ def _load_split(config: TrainConfig, split: str, is_train: bool) -> Pairs:
 
 def _recorded_reference(data: str) -> dict | None:
     """The model that computed the data's stored reference log-probs, as its stats.json records it, or None."""
-    from poet.pipeline.hub import fetch_prepared  # the same folder or Hub repo load_pairs read
+    from poet.pipeline.hub.download import fetch_prepared  # the same folder or Hub repo load_pairs read
 
     try:
         document = json.loads((fetch_prepared(data, only=(STATS_FILE,)) / STATS_FILE).read_text(encoding="utf-8"))
