@@ -435,3 +435,113 @@ def test_training_curves_show_plain_loss_values():
     loss_axes = figure.axes[0]
     assert loss_axes.get_title() == "loss" and loss_axes.yaxis.get_major_formatter().get_offset() == ""
     assert any(label.get_text().startswith("0.693") for label in loss_axes.get_yticklabels())
+
+
+# -- TRL's defaults and metrics ------------------------------------------------------------------------------------
+def test_default_schedule_is_trls_and_cosine_with_warmup_on_request(shards, tiny_model, tmp_path, monkeypatch):
+    """TRL's DPOConfig and CPOConfig decay linearly from the first step; the paper recipes ask for cosine after a
+    10% warmup. The logged learning rates are those of transformers' schedulers built the way TRL builds them."""
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    from transformers import get_scheduler
+    from trl import DPOConfig
+    from trl.experimental.cpo import CPOConfig
+
+    from poet.trainer.config import TrainConfig
+
+    steps = 5
+    for trl_config in (DPOConfig(output_dir=str(tmp_path), use_cpu=True), CPOConfig(output_dir=str(tmp_path), use_cpu=True)):
+        default = TrainConfig(data="d", model="m", output_dir=tmp_path)
+        assert (trl_config.lr_scheduler_type, trl_config.get_warmup_steps(steps), trl_config.learning_rate) == \
+               (default.lr_scheduler, 0, default.learning_rate)  # fmt: skip
+
+    def expected(name: str, warmup_steps: int) -> list[float]:
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        scheduler = get_scheduler(name, optimizer, warmup_steps, steps)
+        rates = []
+        for _ in range(steps):
+            rates.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        return rates
+
+    runs = {"linear": [], "cosine": ["--lr-scheduler", "cosine", "--warmup-ratio", 0.1]}
+    for name, extra in runs.items():
+        args = run_args(shards["poet"], tiny_model, tmp_path / name, "--max-steps", steps, "--max-samples", 20, *extra)
+        assert poet_train(*args)[0] == 0
+        rates = [r["learning_rate"] for r in metrics(tmp_path / name)]
+        assert rates == pytest.approx(expected(name, 1 if extra else 0), rel=1e-12)
+    assert rates[0] == 0 and metrics(tmp_path / "linear")[0]["learning_rate"] == 1e-3
+
+
+def test_dpo_steps_and_metrics_match_trls_dpo_trainer(shards, tiny_model, tmp_path):
+    """Two steps of TRL 1.16's DPOTrainer and of `poet train` on the same 4 pairs (one batch, two epochs, so the
+    order of the pairs cannot differ): the same losses, rewards, log-probs, logits/*, num_tokens and learning rates."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    data = shards["poet"]
+    assert poet_train(*run_args(data, tiny_model, tmp_path / "poet", "--max-samples", 4, "--num-epochs", 2))[0] == 0
+    ours = metrics(tmp_path / "poet")
+
+    class PretokenizedDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, *args, **kwargs):
+            return dataset
+
+    rows = pq.read_table(next((data / "data").glob("train-*.parquet"))).slice(0, 4)
+    dataset = Dataset.from_list(rows.select(["prompt_ids", "chosen_ids", "rejected_ids"]).to_pylist())
+    config = DPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=4, num_train_epochs=2,
+                       learning_rate=1e-3, logging_steps=1, max_length=None, bf16=False, use_cpu=True, report_to=[],
+                       save_strategy="no", disable_tqdm=True, gradient_checkpointing=False)  # fmt: skip
+    trainer = PretokenizedDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model), args=config,
+                                     train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(tiny_model))
+    trainer.train()
+    theirs = [r for r in trainer.state.log_history if "loss" in r]
+
+    assert [r["step"] for r in ours] == [r["step"] for r in theirs] == [1, 2]
+    assert ours[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    for mine, trl in zip(ours, theirs):
+        assert mine["num_tokens"] == trl["num_tokens"]
+        assert mine["learning_rate"] == pytest.approx(trl["learning_rate"], rel=1e-12)
+        for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected",
+                    "logits/chosen", "logits/rejected", "grad_norm"):  # fmt: skip
+            assert mine[key] == pytest.approx(trl[key], rel=1e-4, abs=1e-6), (mine["step"], key)
+
+
+def test_precompute_ref_frees_the_reference_model_before_the_first_step(shards, tiny_model, tmp_path, monkeypatch,
+                                                                          capsys):  # fmt: skip
+    """With --precompute-ref the frozen reference is gone (no object left) before training starts; without it,
+    it stays beside the policy. The log says which reference the run uses."""
+    import weakref
+
+    from poet.trainer import train as train_module
+
+    loaded, alive_at_first_step = [], []
+    load_reference = train_module.load_reference
+
+    def tracked(*args, **kwargs):
+        model = load_reference(*args, **kwargs)
+        loaded.append(weakref.ref(model))
+        return model
+
+    train_step = train_module.PreferenceTrainer._train_step
+
+    def first_step_checked(self, *args):
+        if self.step == 0:
+            alive_at_first_step.append(loaded[-1]() is not None)
+        return train_step(self, *args)
+
+    monkeypatch.setattr(train_module, "load_reference", tracked)
+    monkeypatch.setattr(train_module.PreferenceTrainer, "_train_step", first_step_checked)
+    common = ["--max-steps", 1, "--eval-split", "test"]
+    for name, extra in (("frozen", []), ("precomputed", ["--precompute-ref"])):
+        capsys.readouterr()
+        assert poet_train(*run_args(shards["poet"], tiny_model, tmp_path / name, *common, *extra))[0] == 0
+        err = capsys.readouterr().err
+        if extra:
+            assert "dpo reference of train, test: log-probs precomputed by a frozen copy of --model" in err
+        else:
+            assert "dpo reference of train, test: a frozen copy of --model, in memory beside the policy" in err
+    assert alive_at_first_step == [True, False]
+    assert loaded[-1]() is None

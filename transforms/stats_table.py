@@ -19,8 +19,6 @@ def format_pct(value, missing: str = "-") -> str:
     return missing if value is None else f"{value:.1f}%"
 
 
-
-
 def _grid(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
@@ -53,9 +51,26 @@ def render_split(name: str, stats: dict, *, poet: bool = True) -> str:
     return "\n".join(parts)
 
 
+def render_reference(reference: dict) -> str:
+    """The model that computed the reference log-prob columns, and their per-token means per split."""
+    model = reference["model"]
+    used = ", ".join(f"{what} ({pairs:,} pairs)" for what, pairs in model.get("scored_with", {}).items()) or "none"
+    gguf = f", GGUF file {model['gguf_file']}" if model.get("gguf_file") else ""
+    rows = [[split, side, format_number(stats[side]["pairs"]),
+             "-" if stats[side]["mean"] is None else f"{stats[side]['mean']:.2f}"]
+            for split, stats in reference["splits"].items() for side in ("chosen", "rejected")]  # fmt: skip
+    return "\n".join([
+        f"== reference log-probs: {model['name']}{gguf}, revision {model.get('revision')}",
+        f"requested dtype {model.get('dtype')}; scored with {used}",
+        _grid(["split", "completion", "pairs", "mean log-prob per token (binned)"], rows),
+    ])  # fmt: skip
+
+
 def render(document: dict) -> str:
     poet = RunDescription.from_json(document.get("run")).options.poet
     sections = [render_split(name, stats, poet=poet) for name, stats in document["splits"].items()]
     if len(document["splits"]) > 1:
         sections.append(render_split("all splits", document["overall"], poet=poet))
+    if document.get("reference"):
+        sections.append(render_reference(document["reference"]))
     return "\n\n".join(sections)

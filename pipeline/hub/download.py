@@ -30,14 +30,23 @@ def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: S
     """A local folder for ``path_or_repo_id``: the folder itself if it is local; a
     temporary copy (kept until the process exits) for another fsspec URL; else a snapshot
     of the Hub dataset repo (``user/name``, ``user/name@rev``, ``hf://datasets/user/name``)
-    at ``revision`` (default: its main branch). Only files matching ``only`` are fetched."""
-    if Path(path_or_repo_id).expanduser().is_dir():
-        return Path(path_or_repo_id).expanduser()
+    at ``revision`` (default: its main branch). Only files matching ``only`` are fetched.
+
+    A name is tried as a Hub repo id only when it looks like one and is no local path: ``out/missing`` where
+    ``out`` is a local folder is a mistyped folder, said in one line, not a repo the Hub is asked for."""
+    path = Path(path_or_repo_id).expanduser()
+    if path.is_dir():
+        return path
     if "://" in path_or_repo_id and not path_or_repo_id.startswith("hf://"):
         return _copy_to_temporary(path_or_repo_id, only)
+    if path.exists():
+        raise UserError(f"{path_or_repo_id} is a file: pass the folder `poet prepare` wrote")
     parsed = parse_dataset(path_or_repo_id)
     if parsed is None:
-        raise UserError(f"{path_or_repo_id} is neither a local folder nor a Hub dataset id like user/name")
+        raise UserError(f"no such folder: {path_or_repo_id} (nor is it a Hub dataset id like user/name)")
+    if path.parent.is_dir() and not path_or_repo_id.startswith("hf://"):
+        raise UserError(f"no such folder: {path_or_repo_id} (for the Hub dataset, not the local folder "
+                        f"{path.parent}/, write hf://datasets/{path_or_repo_id})")
     repo_id, repo_revision = parsed
     return _download(repo_id, revision or repo_revision, only)
 
