@@ -71,6 +71,11 @@ def prepared_sample_no_poet(tmp_path_factory) -> Path:
     return output
 
 
+def without_timing(records: list[dict]) -> list[dict]:
+    """``poet train``'s metrics records without the one that depends on the machine's speed."""
+    return [{k: v for k, v in r.items() if k != "tokens_per_second"} for r in records]
+
+
 def trl_reference_ids(tokenizer, pairs) -> list[dict]:
     """Token ids from TRL 1.x's own ``DPOTrainer._prepare_dataset`` (the reference), no truncation.
 

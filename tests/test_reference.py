@@ -12,13 +12,14 @@ import gzip
 import itertools
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import HH_SAMPLE, MINIMIND, prepare
+from conftest import HH_SAMPLE, MINIMIND, prepare, without_timing
 
 from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
 
@@ -111,11 +112,12 @@ def test_float32_columns_equal_the_float64_computation_to_float32_rounding(score
     np.testing.assert_allclose(stored_logps(rows), stored_logps(read_rows(scored["poet"])), rtol=2e-5, atol=0)
     document = json.loads((out / "stats.json").read_text())
     model = document["reference"]["model"]
-    assert model["name"] == str(tiny_model) and model["dtype"] == "auto"
+    assert model["name"] == tiny_model.name and model["dtype"] == "auto"  # a local folder by its name only
     assert model["scored_with"] == {"cpu/float32": len(rows)}
     assert model["revision"].startswith("sha256:") and len(model["revision"]) == 7 + 64
     # The card names the model and its revision, shows the plot, trains DPO on the columns without a reference
     card = (out / "README.md").read_text()
+    assert str(tiny_model.parent) not in card and str(tiny_model.parent) not in (out / "stats.json").read_text()
     assert model["revision"] in card and "cpu\\/float32" in card
     assert "plots/train_reference_logps.png" in card and (out / "plots" / "train_reference_logps.png").is_file()
     assert "--loss dpo" in card and "precompute_ref_log_probs=True" in card and '"ref_chosen_logps"' in card
@@ -149,7 +151,7 @@ def test_poet_score_adds_the_columns_to_a_prepared_folder(scored, tiny_model, tm
     )
     source_stats = json.loads((scored["poet-plain"] / "stats.json").read_text())
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["splits"] == source_stats["splits"] and stats["reference"]["model"]["name"] == str(tiny_model)
+    assert stats["splits"] == source_stats["splits"] and stats["reference"]["model"]["name"] == tiny_model.name
     assert "## Reference log-probs" in (out / "README.md").read_text()
 
 
@@ -211,3 +213,83 @@ def test_dpo_on_the_columns_gives_the_losses_of_a_frozen_reference(scored, tiny_
         for key in ("rewards/chosen", "rewards/rejected"):
             assert math.isclose(a[key], b[key], abs_tol=reward_tol), (a["step"], key, a[key], b[key])
         assert math.isclose(a["rewards/margins"], b["rewards/margins"], abs_tol=2 * reward_tol)
+
+
+def test_poet_stats_shows_the_reference_section(scored, tiny_model, capsys):
+    from poet.pipeline.commands.cli import main
+
+    assert main(["stats", str(scored["poet"])]) == 0
+    out = capsys.readouterr().out
+    model = json.loads((scored["poet"] / "stats.json").read_text())["reference"]["model"]
+    assert f"== reference log-probs: {tiny_model.name}, revision {model['revision']}" in out
+    assert f"requested dtype float64; scored with cpu/float64 ({len(read_rows(scored['poet'])):,} pairs)" in out
+    assert re.search(r"train +chosen +\d+ +-\d+\.\d\d", out) and re.search(r"train +rejected +\d+ +-\d+\.\d\d", out)
+    assert main(["stats", str(scored["poet-plain"])]) == 0
+    assert "reference log-probs" not in capsys.readouterr().out
+
+
+# -- whose reference log-probs ------------------------------------------------------------------------------------
+def test_train_checks_that_the_stored_columns_are_models(scored, tiny_model, tmp_path, capsys):
+    """stats.json records the sha256 of the scoring weights: the same weights in a renamed folder pass; other
+    weights get a warning, or with --strict-reference a one-line refusal."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from poet.pipeline.commands.cli import main
+
+    copy, other = tmp_path / "renamed-copy", tmp_path / "other"
+    shutil.copytree(tiny_model, copy)
+    shutil.copytree(tiny_model, other)
+    model = AutoModelForCausalLM.from_pretrained(other)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(1.5)
+    model.save_pretrained(other)
+
+    def train(model: Path, *extra) -> tuple[int, str]:
+        args = ["train", "--data", scored["poet"], "--model", model, "--output-dir", tmp_path / f"out-{len(extra)}",
+                "--overwrite", "--batch-size", 4, "--max-steps", 1, *extra]  # fmt: skip
+        code = main(list(map(str, args)))
+        return code, capsys.readouterr().err
+
+    for model_path in (tiny_model, copy):
+        code, err = train(model_path)
+        assert code == 0 and "warning" not in err and "no reference model loaded" in err
+    code, err = train(other)
+    warnings = [line for line in err.splitlines() if line.startswith("poet train: warning:")]
+    assert code == 0 and len(warnings) == 1
+    assert f"may not be --model's: they were computed by {tiny_model.name} (revision sha256:" in warnings[0]
+    code, err = train(other, "--strict-reference")
+    errors = [line for line in err.splitlines() if line.startswith("poet train: error:")]
+    assert code == 2 and len(errors) == 1 and "may not be --model's" in errors[0] and "Traceback" not in err
+
+
+def test_mismatch_compares_weights_or_hub_commits():
+    from poet.transforms.reference import ReferenceModel
+
+    local = {"name": "sft", "revision": "sha256:" + "a" * 64}
+    hub = {"name": "org/model", "revision": "c0ffee"}
+    assert ReferenceModel("/any/folder", revision="sha256:" + "a" * 64).mismatch(local) is None
+    assert "not /any/folder" in ReferenceModel("/any/folder", revision="sha256:" + "b" * 64).mismatch(local)
+    assert ReferenceModel("org/model", revision="c0ffee").mismatch(hub) is None
+    assert "not org/model (revision 123)" in ReferenceModel("org/model", revision="123").mismatch(hub)
+    assert "not org/other" in ReferenceModel("org/other", revision="c0ffee").mismatch(hub)
+    assert "cannot be compared" in ReferenceModel("org/model").mismatch(hub)  # revision unknown (offline)
+    assert "cannot be compared" in ReferenceModel("/folder", revision="sha256:" + "a" * 64).mismatch(hub)
+    assert "nothing records" in ReferenceModel("org/model", revision="c0ffee").mismatch(None)
+
+
+@pytest.mark.parametrize("kind", ["poet", "no-poet"])
+def test_poet_flag_is_a_no_op_on_poet_shards_with_columns(scored, tiny_model, tmp_path, capsys, kind):
+    """On POET shards --poet masks nothing the columns did not score: allowed, the same run; on --no-poet shards
+    it would, and is refused."""
+    from poet.pipeline.commands.cli import main
+
+    if kind == "poet":
+        with_flag = train_metrics(scored[kind], tiny_model, tmp_path / "flag", "--poet")
+        assert without_timing(with_flag) == without_timing(train_metrics(scored[kind], tiny_model, tmp_path / "plain"))
+    else:
+        args = ["train", "--data", scored[kind], "--model", tiny_model, "--output-dir", tmp_path / "x", "--poet"]
+        assert main(list(map(str, args))) == 2
+        assert "which --poet would mask differently" in capsys.readouterr().err

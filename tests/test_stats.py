@@ -257,6 +257,28 @@ def test_poet_stats_prints_the_table(prepared, capsys):
     assert json.loads(capsys.readouterr().out) == read_document(folder)
 
 
+def test_poet_stats_says_a_missing_local_folder_in_one_line(hub, tmp_path, monkeypatch, capsys):
+    """Only a name that looks like ORG/NAME, with no local folder ORG, is looked up on the Hub."""
+    from poet.pipeline.commands.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stats.json").write_text("{}")
+    cases = {
+        "out/missing-folder": "no such folder: out/missing-folder (for the Hub dataset, not the local folder out/",
+        str(tmp_path / "out" / "missing"): f"no such folder: {tmp_path / 'out' / 'missing'} (nor is it a Hub dataset",
+        "missing": "no such folder: missing (nor is it a Hub dataset id like user/name)",
+        "out/stats.json": "out/stats.json is a file: pass the folder `poet prepare` wrote",
+    }
+    for name, message in cases.items():
+        assert main(["stats", name]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("poet stats: error: ") and message in err, err
+    assert hub.requests == []
+    assert main(["stats", "alice/missing-folder"]) == 2  # no local folder alice: a Hub repo id, asked for
+    assert "neither a local folder nor a dataset" in capsys.readouterr().err and hub.requests
+
+
 def test_an_empty_split_has_null_statistics_and_valid_json():
     document = build_stats_document({"test": LengthStats()}, [("test", "data/test-00000-of-00001.parquet", 0, 0)],
                                     RunDescription(options=PrepareOptions(poet=True)), {"data/test-00000-of-00001.parquet": 123})

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import without_timing
 
 from poet.trainer.data import BatchPlan, Pairs, Ragged, collate
 from poet.trainer.logps import completion_logps
@@ -79,10 +80,6 @@ def poet_train(*args, capsys=None) -> tuple[int, str]:
 
 def metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timing(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "tokens_per_second"} for r in records]
 
 
 def assert_same_metrics(a: list[dict], b: list[dict], tol: float, skip=("tokens_per_second",)) -> None:
