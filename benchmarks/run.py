@@ -18,8 +18,8 @@ a whole process, imports included: what a user waits for.
 6. ``poet train`` vs TRL ``DPOTrainer`` on the same tiny model, data and batch size,
    and the share of training tokens POET removes on the sample;
 7. reference log-probs: ``poet score`` (Beam RunInference) vs ``poet train --precompute-ref``
-   vs TRL's ``precompute_ref_log_probs``, and DPO's peak memory with the columns vs a frozen
-   reference (``--only-reference`` runs this section alone and prints it);
+   vs TRL's ``precompute_ref_log_probs``, and DPO's peak memory with the columns, a frozen
+   reference and ``--precompute-ref`` (``--only-reference`` runs this section alone and prints it);
 9. peak memory with 1 GiB of bad lines against a clean run of the same good rows
    (``--only-dead-letters`` runs this section alone and prints it, ``--dead-letter-mb N`` sizes it).
 

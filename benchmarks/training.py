@@ -106,7 +106,7 @@ def train_trl(args: dict) -> dict:
 
     config = DPOConfig(
         output_dir=args["output"], per_device_train_batch_size=BATCH, num_train_epochs=1, learning_rate=1e-6,
-        lr_scheduler_type="cosine", warmup_steps=0.1, max_grad_norm=1.0, beta=0.1, loss_type=["sigmoid"],
+        max_grad_norm=1.0, beta=0.1, loss_type=["sigmoid"],  # the schedule: TRL's default, as poet train's
         max_length=None, use_cpu=True, bf16=False, fp16=False, report_to=[], logging_steps=1000,
         save_strategy="no", eval_strategy="no", seed=0, data_seed=0, dataloader_num_workers=0,
         disable_tqdm=True,
