@@ -542,3 +542,19 @@ def test_precompute_ref_frees_the_reference_model_before_the_first_step(shards, 
             assert "dpo reference of train, test: a frozen copy of --model, in memory beside the policy" in err
     assert alive_at_first_step == [True, False]
     assert loaded[-1]() is None
+
+
+def test_help_and_readme_say_where_poet_train_differs_from_trl(capsys):
+    from poet.pipeline.commands.cli import main
+    from poet.trainer.cli import TRL_DIFFERENCES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "where poet train differs from TRL 1.x:" in help_text
+    assert all(" ".join(difference.split()) in help_text for difference in TRL_DIFFERENCES)
+    readme = " ".join((REPO / "README.md").read_text().split())
+    for said in ("`--max-length N` skips the pairs longer than N tokens, where TRL's `max_length` truncates them",
+                 "`CPOTrainer` (now `trl.experimental.cpo`) with `loss_type=\"simpo\"` and `cpo_alpha=0`",
+                 "`--lr-scheduler cosine --warmup-ratio 0.1`", "decaying linearly to 0 from the first step"):
+        assert said in readme
