@@ -14,6 +14,7 @@ from pathlib import Path
 
 from poet.trainer.config import DTYPES, LR_SCHEDULERS, TrainConfig
 from poet.trainer.registry import LOSSES
+from poet.transforms.contract import STATS_FILE
 from poet.transforms.errors import UserError
 
 
@@ -78,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     objective.add_argument(
         "--strict-reference", action="store_true",
-        help="refuse stored reference log-prob columns that stats.json does not record as computed by --model "
+        help=f"refuse stored reference log-prob columns that {STATS_FILE} does not record as computed by --model "
              "(by default a warning)",
     )  # fmt: skip
 
