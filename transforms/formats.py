@@ -41,9 +41,19 @@ class PreferencePair:
         return isinstance(self.chosen, list)
 
     def content_id(self) -> str:
-        """A stable hash of the pair's content: the same pair gets the same id in any file or format."""
-        canonical = json.dumps([self.prompt, self.chosen, self.rejected], ensure_ascii=False, sort_keys=True)
-        return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
+        """A stable hash of the pair's content: the same pair gets the same id in any file or format
+        (``--dedup`` compares pairs by it)."""
+        return content_hash([self.prompt, self.chosen, self.rejected])
+
+    def prompt_id(self) -> str:
+        """The same hash of the prompt alone: pairs that share a prompt share it (``--test-size`` splits by it)."""
+        return content_hash(self.prompt)
+
+
+def content_hash(value) -> str:
+    """The hex blake2b-128 of ``value``'s canonical JSON: the one content hash of the project's ids."""
+    canonical = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def common_prefix_length(a: Sequence, b: Sequence) -> int:

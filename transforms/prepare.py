@@ -52,6 +52,7 @@ class DeadLetter:
     reason: str
     detail: str
     source: Any  # the original row, or the raw text of an unparsable line
+    extra: tuple[tuple[str, str], ...] = ()  # named parts of the detail (the kept id of a duplicate, the eval source...)
 
     def to_json(self) -> dict:
         return {
@@ -59,6 +60,7 @@ class DeadLetter:
             "line": self.origin.line,
             "reason": self.reason,
             "detail": self.detail,
+            **dict(self.extra),
             "row": self.source,
         }
 
@@ -109,6 +111,18 @@ def _lengths(ids: TokenizedPair, truncated: TruncatedPair, eos_id: int) -> PairL
     )
 
 
+def parse(source: SourceRow, fmt: str | None, conversational: bool) -> PreferencePair:
+    """The first step of every row: its TRL-form pair, or :class:`RowRejected` (unparsable line, invalid pair,
+    a pair of the other kind than the run's)."""
+    if source.reason is not None:
+        raise RowRejected(source.reason, source.error)
+    pair = normalize(source.record, fmt)
+    if pair.conversational != conversational:
+        kind = "conversational" if pair.conversational else "plain-text"
+        raise RowRejected(Reason.MIXED_KINDS, f"a {kind} pair in a dataset of the other kind")
+    return pair
+
+
 class PairPreparer:
     """Normalise, tokenize and truncate a batch of source rows, all of one kind (``conversational`` or not)."""
 
@@ -118,13 +132,7 @@ class PairPreparer:
         self.conversational = conversational
 
     def _normalize(self, source: SourceRow) -> PreferencePair:
-        if source.reason is not None:
-            raise RowRejected(source.reason, source.error)
-        pair = normalize(source.record, self.options.format)
-        if pair.conversational != self.conversational:
-            kind = "conversational" if pair.conversational else "plain-text"
-            raise RowRejected(Reason.MIXED_KINDS, f"a {kind} pair in a dataset of the other kind")
-        return pair
+        return parse(source, self.options.format, self.conversational)
 
     # Three phases: ``stage`` and ``finish`` are Python, ``pair_tokenizer.encode_staged`` runs in the
     # Rust tokenizer between them, so it can run on one batch while Python works on the next

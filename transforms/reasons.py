@@ -28,6 +28,11 @@ class Reason(str, enum.Enum):
     BAD_FIELD_TYPE = "bad_field_type"  # a field of a type its format does not allow
     TEMPLATE_ERROR = "template_error"  # the tokenizer's chat template raised on this row
     UNEXPECTED_ERROR = "unexpected_error"  # anything else one row raised while it was prepared
+    # the data-quality options (transforms/quality.py), in the order they apply
+    DUPLICATE = "duplicate"  # --dedup: the same pair as an earlier row (its id is in the dead letter)
+    MISSING_SCORE = "missing_score"  # --min-score-margin: the row lacks a chosen or a rejected score
+    LOW_MARGIN = "low_margin"  # --min-score-margin: score_chosen - score_rejected below the margin
+    CONTAMINATED = "contaminated"  # --decontaminate: the prompt shares an n-gram with an eval prompt
 
 
 class RowRejected(Exception):
