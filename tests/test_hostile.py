@@ -57,6 +57,20 @@ def test_every_hostile_row_is_dead_lettered_with_its_reason_and_the_good_rows_ke
         (g["prompt"], g["chosen"], g["rejected"]) for g in good]
 
 
+def test_hostile_rows_keep_their_reasons_under_the_quality_options(plain_run, tmp_path):
+    """Rows that fail parsing pass the data-quality rules untouched and keep their own reasons; the good rows all
+    pass dedup and decontamination (nothing duplicated, nothing leaked) and only change split."""
+    source, plain = plain_run
+    evals = tmp_path / "evals.txt"
+    evals.write_text(" ".join(["unrelated words"] * 10) + "\n\u2028\n")
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2), "--dedup", "--test-size", "0.5",
+                   "--decontaminate", str(evals)) == 0
+    assert dead_letters(output) == dead_letters(plain)
+    kept = sorted(row["id"] for split in ("train", "test") for row in kept_rows(output, split))
+    assert kept == sorted(row["id"] for row in kept_rows(plain)) and kept_rows(output, "test")
+
+
 def test_dead_letters_keep_the_original_row_or_line(plain_run):
     source, output = plain_run
     lines = source.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n")

@@ -67,6 +67,29 @@ def ultrafeedback_files() -> dict[str, bytes]:
             "data/test_prefs-00000-of-00001.parquet": parquet_bytes(rows[40:])}
 
 
+def test_ultrafeedback_scores_and_hub_eval_prompts_for_the_quality_options(hub, tmp_path, ultrafeedback_files):
+    """UltraFeedback's score_chosen/score_rejected feed --min-score-margin; --decontaminate reads eval prompts from
+    the Hub (pinned like inputs) and the dead letters and the card name that source."""
+    commit(ULTRA, ultrafeedback_files)
+    train = pq.read_table(io.BytesIO(ultrafeedback_files["data/train_prefs-00000-of-00001.parquet"])).to_pylist()
+    parsed = [i for i in range(len(train)) if i not in (3, 5)]  # rows 3 and 5 fail parsing, before any rule
+    leaked = [i for i in parsed if len(train[i]["prompt"].split()) >= 13 and i % 3 != 2][:3]
+    evals = "alice/evals"
+    sha = commit(evals, {"mt/questions.parquet": parquet_bytes([{"question": train[i]["prompt"].upper()}
+                                                                 for i in leaked] + [{"question": "unrelated"}])})
+    out = tmp_path / "quality"
+    assert prepare(out, "--input", f"train=hf://datasets/{ULTRA}/data/train_prefs-*.parquet", *ARGS,
+                   "--min-score-margin", "3", "--decontaminate", f"hf://datasets/{evals}/mt/*.parquet") == 0
+    reasons = {d["line"]: d for d in dead_letters(out, "train")}
+    assert {line for line, d in reasons.items() if d["reason"] == "low_margin"} == {
+        i + 1 for i in parsed if train[i]["score_chosen"] - train[i]["score_rejected"] < 3}
+    contaminated = {line for line, d in reasons.items() if d["reason"] == "contaminated"}
+    assert contaminated == {i + 1 for i in leaked}
+    source = f"hf://datasets/{evals}@{sha}/mt/questions.parquet"
+    assert {reasons[line]["eval_source"] for line in contaminated} == {source}
+    assert f"| `{source}` | 4 | 1 | 3 |" in (out / "README.md").read_text()
+
+
 def test_ultrafeedback_train_and_test_prefs_in_one_command(hub, tmp_path, ultrafeedback_files):
     sha = commit(ULTRA, ultrafeedback_files)
     base = f"hf://datasets/{ULTRA}/data"

@@ -105,7 +105,7 @@ def test_score_fields_of_every_format(record, reason):
     row = {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
            "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}], **record}
     (check,) = checked([row], conversational=True, min_score_margin=1)
-    assert (check.verdict.reason.value if check.verdict else None) == reason
+    assert check.verdict == reason
 
 
 def _pandas_ngrams(text: str) -> set[str]:
@@ -188,3 +188,96 @@ def test_eval_prompts_from_every_file_kind_and_field(tmp_path):
     assert list(eval_prompts(str(path), path.open("rb"), "e.parquet")) == ["x", "y"]
     with pytest.raises(UserError, match=r"e.jsonl row 2: no 'prompt' or"):
         list(eval_prompts("e.jsonl", io.BytesIO(b'{"prompt": "a"}\n{"text": "b"}\n'), "e.jsonl"))
+
+
+# --- poet prepare with the options, against pandas -------------------------------------------------------------
+
+from conftest import GPT2, prepare  # noqa: E402
+from quality_corpus import ALL_ON, expected, observed, quality_args, write_corpus  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus_files(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("quality"))
+
+
+
+
+@pytest.fixture(scope="module")
+def all_on(tmp_path_factory, corpus_files):
+    out = tmp_path_factory.mktemp("quality-run") / "all-on"
+    assert prepare(out, *quality_args(*corpus_files, *ALL_ON)) == 0
+    return out
+
+
+def test_all_four_options_like_pandas(all_on, corpus_files):
+    kept, dead = expected(*corpus_files)
+    assert observed(all_on) == (kept, dead)
+    reasons = set(dead.values())
+    assert {"duplicate", "missing_score", "low_margin", "contaminated", "malformed_json",
+            "identical_responses", "empty_prompt"} <= reasons and len(kept["test"]) > 20
+    stats = json.loads((all_on / "stats.json").read_text())
+    counted = {}
+    for split in stats["splits"].values():
+        for reason, count in split["dead_letter_reasons"].items():
+            counted[reason] = counted.get(reason, 0) + count
+    assert counted == dict(pd.Series(list(dead.values())).value_counts())
+    (source,) = stats["decontamination"]["eval_sources"]
+    assert source["contaminated"] == counted["contaminated"] and source["file"] == "evals.jsonl"
+
+
+def test_the_card_has_a_data_quality_section(all_on):
+    card = (all_on / "README.md").read_text()
+    section = card[card.index("## Data quality"):card.index("## Statistics")]
+    stats = json.loads((all_on / "stats.json").read_text())
+    train = stats["splits"]["train"]["dead_letter_reasons"]
+    for reason in ("duplicate", "missing_score", "low_margin", "contaminated"):
+        assert f"| `{reason}` | 0 | {train[reason]:,} |" in section
+    assert "| `evals.jsonl` | 52 |" in section and "--test-size 0.25" in section
+    assert f"The `test` split ({stats['splits']['test']['pairs']:,} pairs)" in " ".join(section.split())
+
+
+def test_contaminated_and_duplicate_dead_letters_name_their_cause(all_on):
+    letters = [json.loads(line) for line in (all_on / "dead_letter" / "train.jsonl").read_text().splitlines()]
+    ids = {}
+    for path in (all_on / "data").glob("*.parquet"):
+        ids.update(dict(zip(*[pd.read_parquet(path)[c] for c in ("id", "prompt")])))
+    duplicate = next(letter for letter in letters if letter["reason"] == "duplicate")
+    row = duplicate["row"]
+    assert duplicate["kept_id"] == blake([row["prompt"], row["chosen"], row["rejected"]])
+    contaminated = next(letter for letter in letters if letter["reason"] == "contaminated")
+    assert contaminated["eval_source"] == "evals.jsonl" and len(contaminated["ngram"].split()) == NGRAM
+    assert contaminated["ngram"] in contaminated["row"]["prompt"]
+
+
+def test_a_rerun_is_byte_identical(all_on, corpus_files, tmp_path):
+    assert prepare(tmp_path / "again", *quality_args(*corpus_files, *ALL_ON)) == 0
+    files = sorted(p.relative_to(all_on) for p in all_on.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
+    for name in files:
+        assert (all_on / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+
+
+def test_a_test_count_takes_whole_prompts_in_hash_order_like_pandas(corpus_files, tmp_path):
+    assert prepare(tmp_path / "count", *quality_args(*corpus_files, "--dedup", "--test-size", "40")) == 0
+    kept, dead = expected(*corpus_files, test_fraction=None, margin=None, test_count=40)
+    assert observed(tmp_path / "count") == (kept, dead)
+    assert len(kept["test"]) >= 40
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--input", "test=EVAL", "--test-size", "0.1"], "--test-size carves a 'test' split out of 'train', but --input "
+                                                      "already gives a 'test' split"),
+    (["--decontaminate", "missing*.jsonl"], "--decontaminate 'missing*.jsonl' matches no file"),
+    (["--decontaminate", "EVAL", "--decontaminate-field", "answer"], "evals.jsonl row 1: no 'answer' field"),
+    (["--decontaminate-field", "x"], "--decontaminate-field needs --decontaminate"),
+    (["--test-size", "1.5"], "must be a fraction 0 < F < 1 or a whole count"),
+])
+def test_option_problems_are_one_line(corpus_files, tmp_path, capsys, extra, message):
+    files, eval_file = corpus_files
+    args = ["--input", f"train={files[0]}", "--tokenizer", str(GPT2),
+            *[str(eval_file) if a == "EVAL" else a for a in extra]]
+    assert prepare(tmp_path / "out", *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+

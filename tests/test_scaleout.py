@@ -29,6 +29,7 @@ import pytest
 
 from hostile_corpus import KEPT, SHAREGPT_ROWS, assert_every_row_accounted_for, write_rows
 from conftest import HH_SAMPLE, MINIMIND, REPO, SHAREGPT_SAMPLE, prepare
+from quality_corpus import ALL_ON, expected, observed, quality_args, write_corpus
 
 PROJECT_PACKAGES = ("poet.pipeline", "poet.transforms", "poet.trainer", "poet.dataset_cards")
 
@@ -238,6 +239,23 @@ def test_more_partitions_than_files_cut_the_splittable_files(tmp_path):
     data = jsonl.read_bytes()
     assert [spec[3].first for spec in reads[:3]] == [data[:spec[3].start].count(b"\n") + 1 for spec in reads[:3]]
     assert reads[0][3].start == 0 and reads[1][3].start > 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+@pytest.mark.parametrize("test_size", ["0.25", "40"])
+def test_the_data_quality_options_on_a_dask_cluster_like_pandas_and_in_process(tmp_path, dask_cluster, test_size):
+    """Dedup, margin, decontamination (each worker builds the n-gram index in setup) and the test split by a
+    fraction or a count: the same rows as pandas and the same bytes as the in-process run."""
+    files, eval_file = write_corpus(tmp_path)
+    args = quality_args(files, eval_file, *ALL_ON[:-1], test_size, "--num-shards", "2")
+    assert prepare(tmp_path / "one", *args) == 0
+    code = prepare(tmp_path / "dask", *args, "--runner", "DaskRunner", "--dask_client_address", dask_cluster.address,
+                   "--dask_npartitions", "4")  # the two files read in parts
+    assert code == 0, dask_cluster.logs()
+    fraction, count = (float(test_size), None) if "." in test_size else (None, int(test_size))
+    assert observed(tmp_path / "dask") == expected(files, eval_file, test_fraction=fraction, test_count=count)
+    assert_same_files(dataset_files(tmp_path / "one"), tmp_path / "dask")
+    assert (tmp_path / "one" / "README.md").read_bytes() == (tmp_path / "dask" / "README.md").read_bytes()
 
 
 def test_runner_problems_are_one_line(tmp_path, capsys):

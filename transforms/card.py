@@ -23,7 +23,9 @@ import yaml
 from poet.transforms import contract
 from poet.transforms.contract import RunDescription
 from poet.transforms.hub_ids import dataset_of_file, is_repo_id
+from poet.transforms.decontamination import NGRAM
 from poet.transforms.plots import plot_paths
+from poet.transforms.reasons import Reason
 from poet.transforms.stats import PERCENTILES, QUANTITIES
 from poet.transforms.stats_table import format_number, format_pct
 
@@ -259,6 +261,45 @@ def _provenance(run: RunDescription, sizes: dict) -> dict:
     }
 
 
+def _data_quality(document: dict, run: RunDescription) -> dict | None:
+    """The data-quality rules the run applied (in their fixed order), what each removed per split, and the eval
+    sources of the decontamination; None when no rule was on."""
+    options = run.options
+    rules = []
+    if options.dedup:
+        rules.append(("exact duplicates of (prompt, chosen, rejected): the first in input order is kept",
+                      "--dedup", [Reason.DUPLICATE]))
+    if options.min_score_margin is not None:
+        rules.append(("score margin: score_chosen - score_rejected below the margin, or a score missing",
+                      f"--min-score-margin {options.min_score_margin:g}", [Reason.MISSING_SCORE, Reason.LOW_MARGIN]))
+    if options.decontaminate:
+        rules.append((f"benchmark decontamination: the prompt shares a {NGRAM}-word n-gram with an eval prompt",
+                      "--decontaminate", [Reason.CONTAMINATED]))
+    if not rules and not options.test_size:
+        return None
+    splits = list(document["splits"])
+    rows = [[md_text(what), md_code(option), md_code(reason.value),
+             *[_number(document["splits"][split]["dead_letter_reasons"].get(reason.value, 0)) for split in splits]]
+            for what, option, reasons in rules for reason in reasons]
+    section = {"table": _table(["rule", "option", "reason", *[md_text(split) for split in splits]], rows)
+               if rows else "", "test_size": None, "eval_sources": None}
+    if options.test_size:
+        section["test_size"] = {"option": md_code(f"--test-size {options.test_size}", cell=False),
+                                "test": md_code(contract.TEST_SPLIT, cell=False),
+                                "train": md_code(contract.TRAIN_SPLIT, cell=False),
+                                "pairs": _number(document["splits"].get(contract.TEST_SPLIT, {}).get("pairs", 0))}
+    decontamination = document.get("decontamination")
+    if decontamination:
+        source_rows = [[md_code(source["file"]), _number(source["prompts"]), _number(source["shorter_than_ngram"]),
+                        _number(source["contaminated"])] for source in decontamination["eval_sources"]]
+        section["eval_sources"] = _table(
+            ["eval file", "prompts", f"shorter than {decontamination['ngram']} words (cannot match)",
+             "pairs set aside"], source_rows)
+        section["ngrams"] = _number(decontamination["eval_ngrams"])
+        section["ngram"] = decontamination["ngram"]
+    return section
+
+
 def _columns(features, run: RunDescription) -> list[tuple[str, str]]:
     """``(name, description)`` of each column, from the contract, with what this run's options add to it."""
     options = run.options
@@ -369,6 +410,7 @@ def render_card(document: dict, features, *, repo_id: str | None = None) -> str:
         "model_is_placeholder": model == "MODEL",
         "provenance": _provenance(run, sizes),
         "reference": _reference(reference) if reference else None,
+        "quality": _data_quality(document, run),
         "schema_version": document.get("schema_version"),
     }
     return _environment().get_template(TEMPLATE).render(**context)

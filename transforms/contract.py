@@ -161,6 +161,7 @@ DEFAULT_MAX_LENGTH = 2048
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_MAX_ROW_BYTES = 16 * 10**6  # 16MB: a longer input row is set aside unread (transforms/readers.py)
 DEFAULT_MAX_SHARD_BYTES = 500 * 10**6  # 500MB, like datasets' push_to_hub
+TRAIN_SPLIT, TEST_SPLIT = "train", "test"  # a bare --input glob is train; --test-size carves test out of it
 RESERVED_SPLITS = ("all",)  # datasets.Split.ALL: load_dataset(split="all") means every split
 RECORDED = {"recorded": True}
 """Metadata of the :class:`PrepareOptions` fields that shape the data: they are ``stats.json``'s ``run.options``."""
@@ -176,7 +177,7 @@ class InputSpec:
         """``[SPLIT=]GLOB``; a bare glob is the ``train`` split. ``gs://`` URLs keep their ``=``-free form."""
         split, sep, pattern = value.partition("=")
         if not sep or "/" in split or ":" in split:
-            return cls("train", value)
+            return cls(TRAIN_SPLIT, value)
         if not re.fullmatch(r"[A-Za-z0-9_]+", split):  # shards are data/{split}-*: a "-" would blur the split's glob
             raise UserError(f"invalid split name {split!r} in --input {value!r}; use ASCII letters, digits and _ "
                             "(a look-alike letter of another script would name another split)")
@@ -209,6 +210,11 @@ class PrepareOptions:
     max_shard_bytes: int = field(default=DEFAULT_MAX_SHARD_BYTES, metadata=RECORDED)
     include_text: bool = field(default=True, metadata=RECORDED)
     license: str | None = field(default=None, metadata=RECORDED)
+    dedup: bool = field(default=False, metadata=RECORDED)  # the data-quality rules (transforms/quality.py)
+    min_score_margin: float | None = field(default=None, metadata=RECORDED)
+    decontaminate: tuple[str, ...] = field(default=(), metadata=RECORDED)  # eval files or globs, named like inputs
+    decontaminate_field: str | None = field(default=None, metadata=RECORDED)  # None: the first of EVAL_FIELDS
+    test_size: str | None = field(default=None, metadata=RECORDED)  # a fraction 0 < F < 1 or a count N, as given
     tokenizer: str = ""  # path or Hub id (stats.json's run.tokenizer describes it)
     output: str = ""
     overwrite: bool = False
@@ -225,7 +231,12 @@ class PrepareOptions:
 
     @property
     def splits(self) -> list[str]:
-        return sorted({spec.split for spec in self.input_specs})
+        return sorted({spec.split for spec in self.input_specs} | ({TEST_SPLIT} if self.test_size else set()))
+
+    @property
+    def quality(self) -> bool:
+        """Whether any data-quality rule is on (:mod:`transforms.quality`)."""
+        return bool(self.dedup or self.min_score_margin is not None or self.decontaminate or self.test_size)
 
     def recorded(self) -> dict:
         """``stats.json``'s ``run.options``: the fields that shape the data, JSON-ready."""

@@ -100,6 +100,14 @@ class NgramIndex:
         return None  # unreachable: isdisjoint said one n-gram is shared
 
 
+def decontamination_section(sources: Iterable[EvalSource], ngrams: int, contaminated: Mapping[str, int]) -> dict:
+    """``stats.json``'s ``decontamination`` block: the n-gram size, the distinct n-grams of the eval prompts, and
+    per eval file its prompts, those too short to match, and the pairs it set aside as ``contaminated``."""
+    return {"ngram": NGRAM, "eval_ngrams": ngrams,
+            "eval_sources": [{**source.to_json(), "contaminated": contaminated.get(source.name, 0)}
+                             for source in sources]}
+
+
 def _text_of(value, where: str) -> str:
     """An eval prompt's text: a string, a list of strings (turns), or messages (their non-assistant turns)."""
     if isinstance(value, str):

@@ -42,8 +42,12 @@ class PreferencePair:
 
     def content_id(self) -> str:
         """A stable hash of the pair's content: the same pair gets the same id in any file or format
-        (``--dedup`` compares pairs by it)."""
-        return content_hash([self.prompt, self.chosen, self.rejected])
+        (``--dedup`` compares pairs by it). Kept once computed: the id column and ``--dedup`` both ask."""
+        known = self.__dict__.get("_content_id")
+        if known is None:
+            known = content_hash([self.prompt, self.chosen, self.rejected])
+            object.__setattr__(self, "_content_id", known)  # not a field: equality and the dataclass stay the same
+        return known
 
     def prompt_id(self) -> str:
         """The same hash of the prompt alone: pairs that share a prompt share it (``--test-size`` splits by it)."""

@@ -114,6 +114,8 @@ def _lengths(ids: TokenizedPair, truncated: TruncatedPair, eos_id: int) -> PairL
 def parse(source: SourceRow, fmt: str | None, conversational: bool) -> PreferencePair:
     """The first step of every row: its TRL-form pair, or :class:`RowRejected` (unparsable line, invalid pair,
     a pair of the other kind than the run's)."""
+    if source.pair is not None:
+        return source.pair
     if source.reason is not None:
         raise RowRejected(source.reason, source.error)
     pair = normalize(source.record, fmt)

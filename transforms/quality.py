@@ -26,12 +26,12 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from poet.transforms.contract import TEST_SPLIT, TRAIN_SPLIT
 from poet.transforms.decontamination import NgramIndex, prompt_text
 from poet.transforms.prepare import DeadLetter, RowOrigin, parse
 from poet.transforms.readers import SourceRow
-from poet.transforms.reasons import Reason, RowRejected
+from poet.transforms.reasons import Reason, RowRejected, rejects_as
 
-TRAIN_SPLIT, TEST_SPLIT = "train", "test"
 SCORE_FIELDS = (("score_chosen", "score_rejected"), ("chosen-rating", "rejected-rating"))
 """Where a row's scores are read, first pair present wins: UltraFeedback binarized (HuggingFaceH4, any format
 may carry them) and Argilla's UltraFeedback binarizations."""
@@ -139,14 +139,16 @@ def last_test_prompt(counts: Mapping[int, int], count: int) -> int | None:
 
 @dataclass(frozen=True)
 class CheckedRow:
-    """A read row and what its own content says: ids (None if it did not parse) and the verdict of rules 2-3."""
+    """A read row and what its own content says: ids (None if it did not parse) and the verdict of rules 2-3
+    (a reason code, or None), with its detail for the dead letter."""
 
     origin: RowOrigin
     source: SourceRow
     pair_id: str | None = None
     prompt_key: int | None = None
-    verdict: RowRejected | None = None
-    extra: tuple[tuple[str, str], ...] = ()  # named details of the verdict for its dead letter
+    verdict: str | None = None
+    detail: str = ""
+    extra: tuple[tuple[str, str], ...] = ()  # named parts of the detail
 
 
 @dataclass(frozen=True)
@@ -172,18 +174,23 @@ class QualityCheck:
             pair = parse(source, self.fmt, self.conversational)
         except RowRejected:
             return CheckedRow(origin, source)
-        checked = CheckedRow(origin, source, pair.content_id(), prompt_key(pair))
+        checked = CheckedRow(origin, dataclasses.replace(source, pair=pair), pair.content_id(), prompt_key(pair))
         try:
-            if self.min_score_margin is not None:
-                check_margin(source.record, self.min_score_margin)
-            if self.ngrams is not None:
-                match = self.ngrams.match(prompt_text(pair.prompt))
-                if match is not None:
-                    return dataclasses.replace(
-                        checked, verdict=RowRejected(Reason.CONTAMINATED, f"shares {match.ngram!r} with {match.source}"),
-                        extra=(("eval_source", match.source), ("ngram", match.ngram)))
+            with rejects_as(Reason.UNEXPECTED_ERROR):
+                return self._rules(checked, pair, source.record)
         except RowRejected as rejected:
-            return dataclasses.replace(checked, verdict=rejected)
+            return dataclasses.replace(checked, verdict=rejected.reason.value, detail=rejected.detail)
+
+    def _rules(self, checked: CheckedRow, pair, record) -> CheckedRow:
+        """Rules 2 and 3: the margin, then the decontamination (a row either sets aside is not checked further)."""
+        if self.min_score_margin is not None:
+            check_margin(record, self.min_score_margin)
+        if self.ngrams is not None:
+            match = self.ngrams.match(prompt_text(pair.prompt))
+            if match is not None:
+                return dataclasses.replace(
+                    checked, verdict=Reason.CONTAMINATED.value, detail=f"shares {match.ngram!r} with {match.source}",
+                    extra=(("eval_source", match.source), ("ngram", match.ngram)))
         return checked
 
 
@@ -217,8 +224,7 @@ def apply(rows: list[CheckedRow], duplicate_of: Mapping[tuple[int, int], Duplica
                                    row.source.record, (("kept_id", duplicate.kept_id),)))
             continue
         if row.verdict is not None:
-            dead.append(DeadLetter(origin, row.verdict.reason.value, row.verdict.detail, row.source.record,
-                                   row.extra))
+            dead.append(DeadLetter(origin, row.verdict, row.detail, row.source.record, row.extra))
             continue
         if origin.split == TRAIN_SPLIT and row.prompt_key is not None and (
             (test_fraction is not None and in_test_fraction(row.prompt_key, test_fraction))

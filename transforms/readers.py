@@ -50,6 +50,7 @@ class SourceRow:
     error: str = ""
     reason: Reason | None = None  # why the line is not a row; None for a parsed row
     size: int = 0  # bytes read for it (JSON Lines), what chunks of rows are bounded by
+    pair: Any = None  # its TRL-form PreferencePair once the data-quality step has normalised it (not parsed twice)
 
 
 @dataclass(frozen=True)

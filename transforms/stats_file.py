@@ -8,7 +8,13 @@ Schema (version 1)::
       "splits": {SPLIT: SPLIT_STATS},
       "overall": SPLIT_STATS,              # all splits merged
       "shards": {SPLIT: [{"file", "num_rows", "num_bytes", "file_size"}]},
-      "reference": REFERENCE                 # only when scored with --ref-model (prepare or score)
+      "reference": REFERENCE,                # only when scored with --ref-model (prepare or score)
+      "decontamination": DECONTAMINATION     # only with --decontaminate
+    }
+
+    DECONTAMINATION = {
+      "ngram": 13, "eval_ngrams",            # n-gram size; distinct n-grams of all eval prompts
+      "eval_sources": [{"file", "prompts", "shorter_than_ngram", "contaminated"}]   # in --decontaminate order
     }
 
     REFERENCE = {
@@ -26,7 +32,7 @@ Schema (version 1)::
         | "poet_removed_tokens": {"count", "pct"},
       "chosen_lost_eos", "rejected_lost_eos",
       "completion_tokens" | "training_tokens": {"before_poet", "after_poet", "removed", "removed_pct"},
-      "dead_letter_reasons": {reason: count}
+      "dead_letter_reasons": {reason: count}   # the data-quality rules' removals too (duplicate, low_margin...)
     }
 
 Lengths are in tokens. ``chosen``/``rejected`` are completion lengths before any

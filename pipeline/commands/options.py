@@ -8,12 +8,15 @@ Beam's own options (``--runner``, ``--direct_num_workers``, ``--temp_location``,
 from __future__ import annotations
 
 import argparse
+import math
 
 from poet.transforms.contract import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_LENGTH,
     DEFAULT_MAX_ROW_BYTES,
     REF_COLUMN_NAMES,
+    TEST_SPLIT,
+    TRAIN_SPLIT,
     InputSpec,
     PrepareOptions,
 )
@@ -21,6 +24,7 @@ from poet.transforms.errors import UserError
 from poet.transforms.formats import FORMATS
 from poet.transforms.hub_ids import is_repo_id
 from poet.transforms.hub_licenses import check_license
+from poet.transforms.quality import TestSize
 from poet.transforms.reference import DEFAULT_BATCH_TOKENS, REF_DTYPES, ReferenceModel
 
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -88,6 +92,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tok.add_argument("--no-poet", dest="poet", action="store_false",
                      help="do not cut completions to equal length (publish an untruncated baseline)")
     tok.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="pairs per tokenizer call")
+    quality = parser.add_argument_group(
+        "data quality (applied in this order, after parsing and before tokenization)")
+    quality.add_argument("--dedup", action="store_true",
+                         help="keep the first of pairs with the same content (prompt, chosen, rejected after format "
+                              "normalisation, the id column); later copies become dead letters 'duplicate'")
+    quality.add_argument("--min-score-margin", type=float, default=None, metavar="X",
+                         help="set aside pairs with score_chosen - score_rejected < X ('low_margin') or without "
+                              "both scores ('missing_score')")
+    quality.add_argument("--decontaminate", action="append", default=[], metavar="PATH_OR_GLOB",
+                         help="eval prompts (.jsonl, .json, .parquet, .txt one per line; local, gs:// or hf://); "
+                              "a pair whose prompt shares a 13-word n-gram with one is set aside ('contaminated'). "
+                              "Repeatable")
+    quality.add_argument("--decontaminate-field", default=None, metavar="NAME",
+                         help="the eval rows' prompt field (default: the first of prompt, instruction, question, "
+                              "messages)")
+    quality.add_argument("--test-size", type=TestSize.parse, default=None, metavar="F_OR_N",
+                         help="carve a 'test' split out of 'train': a fraction 0 < F < 1 or a count N of pairs, "
+                              "by a hash of the prompt (a prompt is never in both)")
     add_reference_arguments(parser)
     shards = parser.add_argument_group("sharding and publishing")
     shards.add_argument("--num-shards", type=positive_int, default=None,
@@ -143,6 +165,7 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
         raise UserError("--push-to-hub needs --license ID (e.g. mit, apache-2.0): the Hub card must declare one")
     specs = tuple(InputSpec.parse(value) for value in args.input)
     _check_split_names({spec.split for spec in specs})
+    check_quality_args(args, {spec.split for spec in specs})
     return PrepareOptions(
         inputs=tuple(str(spec) for spec in specs),
         tokenizer=args.tokenizer,
@@ -162,4 +185,22 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
         reference=reference_from_args(args),
         ref_model_copies=args.ref_model_copies,
         max_row_bytes=args.max_row_bytes,
+        dedup=args.dedup,
+        min_score_margin=args.min_score_margin,
+        decontaminate=tuple(args.decontaminate),
+        decontaminate_field=args.decontaminate_field,
+        test_size=str(args.test_size) if args.test_size is not None else None,
     )
+
+
+def check_quality_args(args: argparse.Namespace, splits: set[str]) -> None:
+    if args.min_score_margin is not None and not math.isfinite(args.min_score_margin):
+        raise UserError(f"--min-score-margin must be a finite number, got {args.min_score_margin}")
+    if args.decontaminate_field is not None and not args.decontaminate:
+        raise UserError("--decontaminate-field needs --decontaminate PATH_OR_GLOB")
+    if args.test_size is not None and TEST_SPLIT in splits:
+        raise UserError(f"--test-size carves a {TEST_SPLIT!r} split out of {TRAIN_SPLIT!r}, but --input already "
+                        f"gives a {TEST_SPLIT!r} split; drop one of them")
+    if args.test_size is not None and TRAIN_SPLIT not in splits:
+        raise UserError(f"--test-size carves a {TEST_SPLIT!r} split out of {TRAIN_SPLIT!r}, and no --input is "
+                        f"split {TRAIN_SPLIT!r}")

@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from poet.pipeline.hub.input_files import HubGlob, HubSource, is_hub_path, list_files, resolve_revision
 from poet.pipeline.steps.read import open_input
 from poet.transforms.contract import PrepareOptions
+from poet.transforms.decontamination import EVAL_SUFFIXES, EvalSource
 from poet.transforms.errors import UserError, describe, first_line, unreadable_file
 from poet.transforms.formats import normalize
 from poet.transforms.readers import SUFFIXES, is_splittable, is_supported, iter_rows, split_file
@@ -34,14 +35,39 @@ class InputPlan:
     hub_sources: tuple[HubSource, ...] = ()  # the Hub repos read, each at one commit
 
 
-def _match(pattern: str) -> list[str]:
+@dataclass(frozen=True)
+class EvalPlan:
+    """``--decontaminate``: the eval files as ``(name, path)``, and what the launcher found in them."""
+
+    files: list[tuple[str, str]]
+    sources: tuple[EvalSource, ...]
+    ngrams: int  # distinct n-grams of all of them
+
+
+def _match(pattern: str, option: str) -> list[str]:
     try:
         with warnings.catch_warnings():  # Beam's glob compiles the escape `[[]` to a regex Python warns about
             warnings.simplefilter("ignore", FutureWarning)
             result = FileSystems.match([pattern])[0]
     except Exception as err:  # Beam raises BeamIOError with per-pattern causes
-        raise UserError(f"cannot list --input {pattern!r}: {first_line(err)}") from None
+        raise UserError(f"cannot list {option} {pattern!r}: {first_line(err)}") from None
     return sorted(m.path for m in result.metadata_list)
+
+
+def _paths(pattern: str, option: str, pinned: dict) -> list[str]:
+    """The files of one glob, sorted; a Hub glob at one commit per repo and revision, whatever the number of globs
+    (``pinned`` remembers them)."""
+    if is_hub_path(pattern):
+        glob = HubGlob.parse(pattern)
+        key = (glob.repo_id, glob.requested)
+        if key not in pinned:
+            pinned[key] = resolve_revision(*key)
+        paths = list_files(pinned[key], glob.glob)
+    else:
+        paths = _match(pattern, option)
+    if not paths:
+        raise UserError(f"{option} {pattern!r} matches no file; check the path or quote the glob")
+    return paths
 
 
 def _peek_kind(path: str, fmt: str | None, max_row_bytes: int) -> bool | None:
@@ -123,17 +149,7 @@ def read_parts(files: list[tuple[str, int, str]], parts: int) -> list[tuple]:
 def plan_inputs(options: PrepareOptions) -> InputPlan:
     files, seen, pinned = [], {}, {}
     for spec in options.input_specs:
-        if is_hub_path(spec.pattern):
-            glob = HubGlob.parse(spec.pattern)
-            key = (glob.repo_id, glob.requested)
-            if key not in pinned:  # one commit per repo and revision, whatever the number of globs
-                pinned[key] = resolve_revision(*key)
-            paths = list_files(pinned[key], glob.glob)
-        else:
-            paths = _match(spec.pattern)
-        if not paths:
-            raise UserError(f"--input {spec.pattern!r} matches no file; check the path or quote the glob")
-        for path in paths:
+        for path in _paths(spec.pattern, "--input", pinned):
             if not is_supported(path):
                 raise UserError(f"{path}: unsupported file type; use one of {', '.join(SUFFIXES)}")
             _check_regular(path)
@@ -152,3 +168,23 @@ def plan_inputs(options: PrepareOptions) -> InputPlan:
             f"mixed data: {conv} is conversational but {text} is plain text; prepare them in separate runs"
         )
     return InputPlan(files, conversational=found == {True}, hub_sources=tuple(pinned.values()))
+
+
+def plan_eval_files(options: PrepareOptions, source_name) -> EvalPlan | None:
+    """The ``--decontaminate`` files, each read once here so that a missing file, an unreadable one or a row
+    without a prompt ends the run with one line before any worker starts; None without the option."""
+    if not options.decontaminate:
+        return None
+    from poet.pipeline.steps.quality import build_ngram_index
+
+    files, seen, pinned = [], set(), {}
+    for pattern in options.decontaminate:
+        for path in _paths(pattern, "--decontaminate", pinned):
+            if not path.lower().endswith(EVAL_SUFFIXES):
+                raise UserError(f"{path}: unsupported eval file type; use one of {', '.join(EVAL_SUFFIXES)}")
+            _check_regular(path)
+            if _identity(path) not in seen:
+                seen.add(_identity(path))
+                files.append((source_name(path), path))
+    index = build_ngram_index(files, options.decontaminate_field)
+    return EvalPlan(files, tuple(index.sources), len(index))

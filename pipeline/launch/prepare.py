@@ -15,7 +15,8 @@ import sys
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from poet.pipeline.hub.input_files import is_hub_path
-from poet.pipeline.launch.inputs import InputPlan, input_bytes, plan_inputs, read_parts
+from poet.pipeline.launch.inputs import (EvalPlan, InputPlan, input_bytes, plan_eval_files, plan_inputs,
+                                         read_parts)
 from poet.pipeline.launch.output import check_output
 from poet.pipeline.launch.plot_helper import PlotHelper
 from poet.pipeline.launch.runners import choose_runner, input_parts, on_this_machine, run_in_process
@@ -37,7 +38,8 @@ def source_name(path: str) -> str:
     return path if is_hub_path(path) else path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def describe_run(options: PrepareOptions, plan: InputPlan, tokenizer) -> RunDescription:
+def describe_run(options: PrepareOptions, plan: InputPlan, tokenizer,
+                 evals: EvalPlan | None = None) -> RunDescription:
     """Provenance for the card and stats.json: what went in and with what.
 
     No date: the same input and options give byte-identical files, so that
@@ -60,7 +62,8 @@ def describe_run(options: PrepareOptions, plan: InputPlan, tokenizer) -> RunDesc
             chat_template=bool(tokenizer.chat_template),
         ),
         options=dataclasses.replace(
-            options, inputs=tuple(f"{spec.split}={source_name(spec.pattern)}" for spec in options.input_specs)
+            options, inputs=tuple(f"{spec.split}={source_name(spec.pattern)}" for spec in options.input_specs),
+            decontaminate=tuple(name for name, _ in evals.files) if evals else (),
         ),
         versions=versions,
     )
@@ -75,6 +78,7 @@ def run(options: PrepareOptions, beam_args: list[str]) -> dict:
 
 def _run(options: PrepareOptions, beam_args: list[str], plots: PlotHelper) -> dict:
     plan = plan_inputs(options)
+    evals = plan_eval_files(options, source_name)
     beam_options = PipelineOptions(beam_args)
     runner = choose_runner(beam_options, len(plan.files))
     source = TokenizerSource.resolve(options.tokenizer, carry=not on_this_machine(runner))
@@ -94,7 +98,7 @@ def _run(options: PrepareOptions, beam_args: list[str], plots: PlotHelper) -> di
         options = dataclasses.replace(
             options, reference=check_reference_model(options.reference, len(tokenizer), options.max_length)
         )
-    run_description = describe_run(options, plan, tokenizer)
+    run_description = describe_run(options, plan, tokenizer, evals)
     kind = "conversational" if plan.conversational else "plain-text"
     progress = progress_settings(options, plan, runner, beam_options)
     reads = read_parts(plan.files, input_parts(runner, beam_options))
@@ -102,7 +106,7 @@ def _run(options: PrepareOptions, beam_args: list[str], plots: PlotHelper) -> di
         return run_staged(
             options.output, options.overwrite, runner, beam_options, f"poet: {len(plan.files)} file(s), {kind} data",
             lambda staging: "PrepareDataset" >> PrepareDataset(
-                options, plan, reads, source, staging, run_description, progress,
+                options, plan, reads, source, staging, run_description, progress, evals,
                 spread=not run_in_process(runner, beam_options)
             ),
             plots,

@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from poet.pipeline.steps.gather import GatherTagged
 from poet.transforms.contract import CARD_FILE, STATS_FILE, RunDescription
+from poet.transforms.decontamination import decontamination_section
 from poet.transforms.reference import reference_section
 from poet.transforms.stats import LengthStats
 from poet.transforms.stats_file import build_stats_document, dumps
@@ -47,9 +48,9 @@ def write_metadata(folder: str, document: dict, features, repo_id: str | None = 
 
 class _WriteMetadata(beam.DoFn):
     def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None,
-                 reference):
+                 reference, evals):
         self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
-        self.reference = reference
+        self.reference, self.evals = reference, evals
 
     def process(self, parts: dict):
         stats = dict(parts["stats"])
@@ -59,6 +60,9 @@ class _WriteMetadata(beam.DoFn):
         document = build_stats_document(split_stats, shards, self.run, sizes)
         if self.reference is not None:
             document["reference"] = reference_section(self.reference, dict(parts["reference"]), self.splits)
+        if self.evals is not None:
+            document["decontamination"] = decontamination_section(self.evals.sources, self.evals.ngrams,
+                                                                  dict(parts["contaminated"]))
         write_metadata(self.folder, document, self.features, self.repo_id)
         yield document
 
@@ -73,22 +77,26 @@ class WriteDatasetMetadata(beam.PTransform):
 
     ``repo_id`` (optional) names the dataset in the card's snippets: the Hub repo it
     will be published to, or its final path; unset, the card shows a placeholder.
-    ``reference`` (a ``ReferenceModel``) scored the rows; its ``(split, ReferenceStats)`` are the fourth input.
+    ``reference`` (a ``ReferenceModel``) scored the rows; its ``(split, ReferenceStats)`` are the next input.
+    ``evals`` (an ``EvalPlan``) decontaminated them; its ``(eval source, pairs contaminated)`` are the last input.
     """
 
     def __init__(self, folder: str, splits: list[str], run: RunDescription, features, repo_id: str | None = None,
-                 reference=None):
+                 reference=None, evals=None):
         super().__init__()
         self.folder, self.splits, self.run, self.features, self.repo_id = folder, splits, run, features, repo_id
-        self.reference = reference
+        self.reference, self.evals = reference, evals
 
     def expand(self, pcolls):
-        stats, shards, dead_letter_files, *reference_stats = pcolls
+        stats, shards, dead_letter_files, *optional = pcolls
         parts = {"stats": stats, "shard": shards, "dead_letters": dead_letter_files}
-        parts.update({"reference": scored for scored in reference_stats})  # (split, ReferenceStats) per split
+        if self.reference is not None:
+            parts["reference"] = optional.pop(0)  # (split, ReferenceStats) per split
+        if self.evals is not None:
+            parts["contaminated"] = optional.pop(0)  # (eval source, pairs) per source that matched
         return (
             parts
             | "AllParts" >> GatherTagged()
             | "Write" >> beam.ParDo(_WriteMetadata(self.folder, self.splits, self.run, self.features, self.repo_id,
-                                                   self.reference))
+                                                   self.reference, self.evals))
         )

@@ -1,7 +1,8 @@
 """``PrepareDataset``: all of ``poet prepare`` as one composite transform.
 
-Its ``expand`` reads like the job: read the files, prepare the pairs, write the
-shards and the dead letters, compute the length statistics, write the card.
+Its ``expand`` reads like the job: read the files, apply the data-quality
+rules, prepare the pairs, write the shards and the dead letters, compute the
+length statistics, write the card.
 The launcher (:mod:`pipeline.launch.prepare`) checks everything that can be
 checked up front and runs it into a staging folder.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from poet.pipeline.launch.inputs import InputPlan
+from poet.pipeline.launch.inputs import EvalPlan, InputPlan
 from poet.pipeline.steps.dead_letters import WriteDeadLetters
 from poet.pipeline.steps.length_stats import ComputeLengthStats
 from poet.pipeline.steps.metadata import WriteDatasetMetadata
 from poet.pipeline.steps.prepare_pairs import PreparePairs
+from poet.pipeline.steps.quality import CountContaminated, DataQuality
 from poet.pipeline.steps.read import ReadPreferenceFiles
 from poet.pipeline.steps.tokenizer_source import TokenizerSource
 from poet.pipeline.steps.write_shards import WriteShards
@@ -27,11 +29,13 @@ class PrepareDataset(beam.PTransform):
     """All of ``poet prepare`` as one composite transform writing into ``folder``."""
 
     def __init__(self, options: PrepareOptions, plan: InputPlan, reads: list[tuple], tokenizer: TokenizerSource,
-                 folder: str, run: RunDescription, progress: ProgressSettings, spread: bool = True):
+                 folder: str, run: RunDescription, progress: ProgressSettings, evals: EvalPlan | None = None,
+                 spread: bool = True):
         super().__init__()
         self.options, self.plan, self.tokenizer, self.folder, self.run = options, plan, tokenizer, folder, run
         self.reads = reads  # the files, or parts of them (see pipeline.launch.inputs.read_parts)
         self.progress = progress
+        self.evals = evals  # the --decontaminate files
         self.spread = spread  # spread rows over workers; pointless for one in-process worker (see run_in_process)
 
     def expand(self, pbegin):
@@ -40,12 +44,17 @@ class PrepareDataset(beam.PTransform):
                                        reference=options.reference is not None)
         # rows travel in lists (one per tokenizer batch) wherever they are shuffled: see ReadPreferenceFiles
         chunk_rows = options.batch_size * PreparePairs.BATCHES_PER_CHUNK
-        row_lists, dead_letters = (
-            pbegin
-            | "ReadFiles" >> ReadPreferenceFiles(self.reads, self.progress, chunk_rows, spread=self.spread,
-                                                 max_row_bytes=options.max_row_bytes)
-            | "PreparePairs" >> PreparePairs(self.tokenizer, options, self.plan.conversational, self.progress)
-        )
+        chunks = pbegin | "ReadFiles" >> ReadPreferenceFiles(self.reads, self.progress, chunk_rows,
+                                                             spread=self.spread, max_row_bytes=options.max_row_bytes)
+        set_aside = ()
+        if options.quality:
+            chunks, quality_dead = chunks | "DataQuality" >> DataQuality(
+                options, self.plan.conversational, self.evals.files if self.evals else [], self.progress)
+            set_aside = (quality_dead,)
+        row_lists, dead_letters = chunks | "PreparePairs" >> PreparePairs(
+            self.tokenizer, options, self.plan.conversational, self.progress)
+        if set_aside:
+            dead_letters = (dead_letters, *set_aside) | "AllDeadLetters" >> beam.Flatten()
         reference_stats = ()
         if options.reference is not None:
             from poet.pipeline.steps.reference import ScoreReference  # Beam's RunInference imports torch: only here
@@ -57,6 +66,11 @@ class PrepareDataset(beam.PTransform):
         )
         dead_letter_files = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(self.folder)
         stats = (row_lists, dead_letters) | "LengthStats" >> ComputeLengthStats()
-        return (stats, shards, dead_letter_files, *reference_stats) | "WriteMetadata" >> WriteDatasetMetadata(
-            self.folder, options.splits, self.run, features, repo_id=options.push_to_hub, reference=options.reference
+        contamination = ()
+        if self.evals is not None:
+            contamination = (dead_letters | "ContaminatedPerSource" >> CountContaminated(),)
+        parts = (stats, shards, dead_letter_files, *reference_stats, *contamination)
+        return parts | "WriteMetadata" >> WriteDatasetMetadata(
+            self.folder, options.splits, self.run, features, repo_id=options.push_to_hub, reference=options.reference,
+            evals=self.evals,
         )
