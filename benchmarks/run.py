@@ -22,6 +22,8 @@ a whole process, imports included: what a user waits for.
    reference and ``--precompute-ref`` (``--only-reference`` runs this section alone and prints it);
 9. peak memory with 1 GiB of bad lines against a clean run of the same good rows
    (``--only-dead-letters`` runs this section alone and prints it, ``--dead-letter-mb N`` sizes it).
+10. the data-quality options: the n-gram index of 10k eval prompts, and the 20x throughput with
+   all four on vs off (:mod:`benchmarks.quality`; ``--only-quality`` runs this section alone).
 
 Options: ``--repeat N`` runs of each compared contender, the median counts
 (default 2: the faster; the 100x run runs once); ``--startup-repeat N``;
@@ -46,7 +48,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks import dead_letters
+from benchmarks import dead_letters, quality
 from benchmarks.data import REPO, TOKENIZER, WORK, replicate, tiny
 from poet.transforms import contract
 
@@ -289,6 +291,8 @@ def run_suite(options) -> dict:
 
     print(f"9. memory with {options.dead_letter_mb} MiB of bad lines vs a clean run", flush=True)
     results["dead_letters"] = dead_letters.compare(options.dead_letter_mb, run_prepare)
+    print(f"10. data quality: all four options on vs off on the {large}x pairs", flush=True)
+    results["quality"] = quality.compare(options, inputs[large], large, measure, run_prepare)
     results["machine"]["load_after"] = _load()
     return results
 
@@ -520,6 +524,8 @@ def report(results: dict) -> str:
         lines += all_cores.report(results["all_cores"])
     if results.get("dead_letters"):
         lines += dead_letters.report(results["dead_letters"])
+    if results.get("quality"):
+        lines += quality.report(results["quality"], median)
     saved = scaling[1]["training_tokens"]
     lines += [
         "## POET's saving on the sample",
@@ -545,12 +551,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="rewrite the report from the last run's measurements (benchmarks/_work/results.json)")
     parser.add_argument("--only-reference", action="store_true", help="run section 7 alone and print it")
     parser.add_argument("--dead-letter-mb", type=int, default=dead_letters.DEAD_LETTER_MB,
-                        help="MiB of bad lines in section 8")
+                        help="MiB of bad lines in section 9")
     parser.add_argument("--only-dead-letters", action="store_true", help="run section 9 alone and print it")
+    parser.add_argument("--only-quality", action="store_true", help="run section 10 alone and print it")
     options = parser.parse_args(argv)
     if options.only_dead_letters:
         print("\n".join(dead_letters.report(dead_letters.compare(options.dead_letter_mb, run_prepare)))
               + f"\nmachine: {machine()}")
+        return 0
+    if options.only_quality:
+        factor = (QUICK_FACTORS if options.quick else FACTORS)[2]
+        results = quality.compare(options, replicate(factor), factor, measure, run_prepare)
+        print("\n".join(quality.report(results, median)) + f"\nmachine: {machine()}")
         return 0
     if options.only_reference:
         from benchmarks import reference, training

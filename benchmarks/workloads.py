@@ -175,6 +175,10 @@ def main() -> None:
         from benchmarks import reference
 
         result = getattr(reference, name)(args)
+    elif name.startswith("quality_"):
+        from benchmarks import quality
+
+        result = getattr(quality, name)(args)
     else:
         result = WORKLOADS[name](args)
     _print_result(result)
