@@ -170,3 +170,27 @@ def assert_every_row_accounted_for(folder: Path, rows: list[tuple[bytes, str]], 
     stats = json.loads((folder / "stats.json").read_text())["splits"][split]
     assert stats["read"] == stats["pairs"] + stats["dead_lettered"] == len(rows)
     assert (stats["pairs"], stats["dead_lettered"]) == (len(kept), len(dead))
+
+
+def _set(path: str, value):
+    """An edit of a stats.json document: ``path`` is ``/``-separated keys."""
+    def edit(document: dict) -> None:
+        *parents, last = path.split("/")
+        for key in parents:
+            document = document[key]
+        document[last] = value
+    return edit
+
+
+# stats.json documents poet did not write (an edit of a real one each): readers refuse them in one line
+HOSTILE_STATS = {
+    "unknown-schema": _set("schema_version", 2),
+    "no-schema": _set("schema_version", None),
+    "negative-pairs": _set("splits/train/pairs", -1),
+    "fractional-read": _set("overall/read", 1.5),
+    "nan-mean": _set("splits/train/lengths/chosen/mean", float("nan")),
+    "infinite-count": _set("splits/train/chosen_longer/count", float("inf")),
+    "negative-histogram": _set("overall/histograms/poet", [[3, -5]]),
+    "read-mismatch": _set("splits/train/read", 10**9),
+    "bool-count": _set("splits/train/dead_lettered", True),
+}

@@ -539,16 +539,19 @@ def test_re_preparing_and_re_publishing_the_same_data_makes_no_commit(hub, repo_
 
 
 def test_publish_names_the_repo_in_the_card(hub, prepared_sample, repo_id, tmp_path, capsys):
-    """A folder prepared without --push-to-hub has placeholders in its card; publishing fills in the repo id."""
+    """A folder prepared without --push-to-hub has placeholders in its card; publishing fills in the repo id, in
+    the published card only: the prepared folder never changes (so a read-only one publishes too)."""
     folder = Path(shutil.copytree(prepared_sample, tmp_path / "prepared"))
     assert "PATH_OR_REPO_ID" in (folder / "README.md").read_text()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert publish(folder, repo_id, token=ALICE).changed
+    assert not publish(folder, repo_id, token=ALICE).changed
     card = hub.files(repo_id)["README.md"].decode()
     assert f'load_dataset("{repo_id}")' in card and f"poet train --data {repo_id} " in card
-    assert "PATH_OR_REPO_ID" not in card and card == (folder / "README.md").read_text()
+    assert "PATH_OR_REPO_ID" not in card
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     err = capsys.readouterr().err
-    assert "README.md rewritten to name" in err and "published:" not in err  # the URL goes to stdout, once
-    assert not publish(folder, repo_id, token=ALICE).changed
+    assert "README.md published naming" in err and "published:" not in err  # the URL goes to stdout, once
 
 
 def test_without_a_token_the_error_names_the_current_login_command(prepared, repo_id, monkeypatch):

@@ -8,7 +8,9 @@ and reference each score a batch in a single forward pass.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -91,14 +93,26 @@ def _empty_split(data: str, split: str) -> UserError:
     return UserError(f"split {split!r} of {data} is empty: prepare it with some pairs, or pick another split")
 
 
-def load_pairs(data: str, split: str) -> Pairs:
-    """Load one split of a prepared folder or Hub dataset repo id, checking the columns the trainer needs."""
+def _load_dataset(data: str, split: str) -> datasets.Dataset:
+    """One split through ``datasets``. A local folder gets a cache of its own, dropped once read: ``datasets``
+    keys its cache by the files' names and times, so a folder prepared again (labels fixed, same lengths) could
+    otherwise be read from the old cache. A Hub repo's cache is keyed by its commit, so it is kept."""
     try:
-        dataset = datasets.load_dataset(data, split=split)
+        if not Path(data).expanduser().is_dir():
+            return datasets.load_dataset(data, split=split)
+        with tempfile.TemporaryDirectory(prefix="poet-train-data-") as cache:
+            return datasets.load_dataset(str(Path(data).expanduser()), split=split, cache_dir=cache,
+                                         keep_in_memory=True)
     except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as err:
         if "corresponds to no data" in str(err):  # how `datasets` reports a split whose shards have no rows
             raise _empty_split(data, split) from None
         raise UserError(f"cannot load split {split!r} of {data}: {err}") from None
+
+
+def load_pairs(data: str, split: str) -> Pairs:
+    """Load one split of a prepared folder or Hub dataset repo id, checking the columns the trainer needs and,
+    before the first step, the values: a bad one would stop the run mid-way or train on nonsense."""
+    dataset = _load_dataset(data, split)
     missing = [c for c in ID_COLUMNS if c not in dataset.column_names]
     if missing:
         raise UserError(
@@ -119,13 +133,28 @@ def load_pairs(data: str, split: str) -> Pairs:
     if all(c in table.column_names for c in REF_COLUMNS):
         ref = tuple(table.column(c).to_numpy().astype(np.float64) for c in REF_COLUMNS)
     pairs = Pairs(ids, *(Ragged.from_arrow(table.column(c)) for c in ID_COLUMNS), ref)
-    empty = np.flatnonzero((pairs.chosen.lengths == 0) | (pairs.rejected.lengths == 0))
-    if len(empty):
-        raise UserError(
-            f"split {split!r} of {data}: {len(empty)} pair(s) have an empty chosen or rejected completion "
-            f"(first: id {pairs.ids[empty[0]]!r}); drop them before training"
-        )
+    _check_values(pairs, f"split {split!r} of {data}")
     return pairs
+
+
+def _check_values(pairs: Pairs, where: str) -> None:
+    """Token ids are never negative (the vocabulary's upper bound is checked against the model); prompts and
+    completions are never empty (TRL's rule too: with no prompt token, the first completion token is never
+    scored); reference log-probs are finite and at most 0."""
+    for name, ragged in zip(ID_COLUMNS, (pairs.prompt, pairs.chosen, pairs.rejected)):
+        if len(ragged.values) and (smallest := int(ragged.values.min())) < 0:
+            row = int(np.searchsorted(ragged.offsets, int(np.argmin(ragged.values)), side="right")) - 1
+            raise UserError(f"{where}: column {name} holds token id {smallest} (id {pairs.ids[row]!r}); token ids "
+                            "are never negative: prepare the data again with `poet prepare`")
+        empty = np.flatnonzero(ragged.lengths == 0)
+        if len(empty):
+            raise UserError(f"{where}: {len(empty)} pair(s) have an empty {name} (first: id {pairs.ids[empty[0]]!r}); "
+                            "every prompt and completion needs a token: drop them before training")
+    for name, values in zip(REF_COLUMNS, pairs.ref_logps or ()):
+        bad = np.flatnonzero(~np.isfinite(values) | (values > 0))
+        if len(bad):
+            raise UserError(f"{where}: column {name} holds {float(values[bad[0]])!r} (id {pairs.ids[bad[0]]!r}), which is "
+                            "no log-probability (finite, at most 0): score the folder again with `poet score`")
 
 
 @dataclass(frozen=True)

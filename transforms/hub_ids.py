@@ -12,13 +12,20 @@ _DATASET_FILE = re.compile(rf"hf://datasets/(?P<repo_id>{REPO_ID})(?:@[^/]+)?/")
 
 def is_repo_id(text: str) -> bool:
     """``user/name`` or ``org/name`` (a relative path such as ``./tok`` or ``../tok`` is not one)."""
-    return bool(_REPO_ID.fullmatch(text)) and not text.startswith(".")
+    return bool(_REPO_ID.fullmatch(text)) and _hub_names(text)
+
+
+def _hub_names(repo_id: str) -> bool:
+    """The Hub's rules for each part: no ``..`` or ``--``, not starting or ending with ``.`` or ``-``
+    (``alice/..`` would name a path, not a repo)."""
+    return all(part and part[0] not in ".-" and part[-1] not in ".-" and ".." not in part and "--" not in part
+               for part in repo_id.split("/"))
 
 
 def parse_dataset(text: str) -> tuple[str, str | None] | None:
     """``(repo_id, revision or None)`` of ``user/name``, ``user/name@rev`` or ``hf://datasets/user/name[@rev]``."""
     match = _DATASET.fullmatch(text)
-    return (match["repo_id"], match["revision"]) if match and not match["repo_id"].startswith(".") else None
+    return (match["repo_id"], match["revision"]) if match and _hub_names(match["repo_id"]) else None
 
 
 def dataset_of_file(url: str) -> str | None:

@@ -68,6 +68,7 @@ reports as a split's ``num_bytes``), ``file_size`` the Parquet file's size in by
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from poet.transforms.contract import RunDescription
@@ -111,3 +112,51 @@ def dumps(document: dict) -> str:
     text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False)
     text = _NUMBER_ARRAY.sub(lambda m: "[" + ", ".join(re.split(r",\n\s*", m.group(1))) + "]", text)
     return text + "\n"
+
+
+def loads(text: str | bytes) -> dict:
+    """A stats.json document, checked: ``ValueError`` naming the first problem when poet did not write it this way.
+
+    Readers (``poet stats``, ``poet score``, ``poet publish``) must not print, add up or carry over counts
+    that cannot be: an unknown ``schema_version``, a negative, fractional or non-finite count, or splits whose
+    ``read`` is not ``pairs + dead_lettered``.
+    """
+    document = json.loads(text)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    if document.get("schema_version") != STATS_SCHEMA_VERSION:
+        raise ValueError(f"schema_version {document.get('schema_version')!r} is not {STATS_SCHEMA_VERSION}, "
+                         "the one this poet reads")
+    splits = document.get("splits")
+    if not isinstance(splits, dict) or not isinstance(document.get("overall"), dict):
+        raise ValueError("no splits")
+    for name, stats in [*splits.items(), ("overall", document["overall"])]:
+        where = f"split {name!r}" if name != "overall" else "overall"
+        if not isinstance(stats, dict):
+            raise ValueError(f"{where} is not an object")
+        for key in ("pairs", "dead_lettered", "read"):
+            if not _is_count(stats.get(key)):
+                raise ValueError(f"{where}: {key} is {stats.get(key)!r}, not a count")
+        if stats["read"] != stats["pairs"] + stats["dead_lettered"]:
+            raise ValueError(f"{where}: read is not pairs + dead_lettered")
+        _check_numbers(stats, where)  # lengths, shares and histograms: never negative, never NaN or infinite
+    for split, files in (document.get("shards") or {}).items():
+        for shard in files if isinstance(files, list) else [None]:
+            if not isinstance(shard, dict) or not _is_count(shard.get("num_rows")):
+                raise ValueError(f"shards of split {split!r}: an entry without a row count")
+    return document
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_numbers(value, where: str) -> None:
+    if isinstance(value, dict):
+        for child in value.values():
+            _check_numbers(child, where)
+    elif isinstance(value, list):
+        for child in value:
+            _check_numbers(child, where)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{where} holds {value!r} where only counts, lengths and shares (>= 0) belong")

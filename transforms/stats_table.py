@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from poet.transforms.contract import RunDescription
 from poet.transforms.stats import PERCENTILES, QUANTITIES
+from poet.transforms.terminal import printable
 
 
 def format_number(value, missing: str = "-") -> str:
@@ -26,7 +27,7 @@ def _grid(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render_split(name: str, stats: dict, *, poet: bool = True) -> str:
-    parts = [f"== {name}: {stats['read']:,} read, {stats['pairs']:,} kept, {stats['dead_lettered']:,} dead-lettered"]
+    parts = [f"== {printable(name)}: {stats['read']:,} read, {stats['pairs']:,} kept, {stats['dead_lettered']:,} dead-lettered"]
     columns = ["count", "mean", "std", "min", *[f"p{p}" for p in PERCENTILES], "max"]
     parts.append(_grid(["tokens", *columns],
                        [[q, *[format_number(stats["lengths"][q][c]) for c in columns]] for q in QUANTITIES]))
@@ -47,7 +48,7 @@ def render_split(name: str, stats: dict, *, poet: bool = True) -> str:
     )
     if stats["dead_letter_reasons"]:
         parts.append(_grid(["dead-letter reason", "rows"],
-                           [[reason, f"{count:,}"] for reason, count in stats["dead_letter_reasons"].items()]))
+                           [[printable(reason), f"{count:,}"] for reason, count in stats["dead_letter_reasons"].items()]))
     return "\n".join(parts)
 
 
@@ -55,18 +56,20 @@ def render_reference(reference: dict) -> str:
     """The model that computed the reference log-prob columns, and their per-token means per split."""
     model = reference["model"]
     used = ", ".join(f"{what} ({pairs:,} pairs)" for what, pairs in model.get("scored_with", {}).items()) or "none"
-    gguf = f", GGUF file {model['gguf_file']}" if model.get("gguf_file") else ""
-    rows = [[split, side, format_number(stats[side]["pairs"]),
+    gguf = f", GGUF file {printable(model['gguf_file'])}" if model.get("gguf_file") else ""
+    rows = [[printable(split), side, format_number(stats[side]["pairs"]),
              "-" if stats[side]["mean"] is None else f"{stats[side]['mean']:.2f}"]
             for split, stats in reference["splits"].items() for side in ("chosen", "rejected")]  # fmt: skip
     return "\n".join([
-        f"== reference log-probs: {model['name']}{gguf}, revision {model.get('revision')}",
-        f"requested dtype {model.get('dtype')}; scored with {used}",
+        f"== reference log-probs: {printable(model['name'])}{gguf}, revision {printable(str(model.get('revision')))}",
+        printable(f"requested dtype {model.get('dtype')}; scored with {used}"),
         _grid(["split", "completion", "pairs", "mean log-prob per token (binned)"], rows),
     ])  # fmt: skip
 
 
 def render(document: dict) -> str:
+    """The tables of every split; a string the document holds (a split's name, a reason) has its control
+    characters escaped (:mod:`transforms.terminal`)."""
     poet = RunDescription.from_json(document.get("run")).options.poet
     sections = [render_split(name, stats, poet=poet) for name, stats in document["splits"].items()]
     if len(document["splits"]) > 1:

@@ -19,6 +19,7 @@ from poet.pipeline.commands import score as score_command
 from poet.pipeline.commands import stats as stats_command
 from poet.trainer import cli as train_command
 from poet.transforms.errors import UserError, did_you_mean
+from poet.transforms.terminal import printable
 
 # sub-command -> (module, one-line help); the modules import nothing heavy until their ``run``
 SUBCOMMANDS = {
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         args.beam_args = extra
         return args._module.run(args) or 0
     except UserError as err:
-        print(f"{command}: error: {err}", file=sys.stderr)
+        print(f"{command}: error: {printable(str(err))}", file=sys.stderr)  # it may quote data or the Hub
         return 2
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)

@@ -16,15 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from poet.pipeline.hub.download import fetch_prepared
-    from poet.transforms.stats_table import render
+    from poet.transforms import stats_file
     from poet.transforms.errors import UserError, describe
-    
+    from poet.transforms.stats_table import render
+
     folder = fetch_prepared(args.dataset, revision=args.revision, only=(STATS_FILE,))  # never the shards
     path = folder / STATS_FILE
     if not path.is_file():
         raise UserError(f"{args.dataset} has no {STATS_FILE}; is it a folder written by 'poet prepare'?")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = stats_file.loads(path.read_bytes())
         text = json.dumps(document, indent=2) if args.json else render(document)
     except Exception as err:  # noqa: BLE001 - truncated, edited or foreign JSON: one line, not a traceback
         raise UserError(f"{path} is damaged or not poet's ({describe(err)}); prepare the folder again") from None

@@ -22,7 +22,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from poet.transforms.contract import PUBLISHED_FILES
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, describe
 from poet.transforms.hub_ids import parse_dataset
 
 
@@ -82,7 +82,10 @@ def _download(repo_id: str, revision: str | None, only: Sequence[str]) -> Path:
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RevisionNotFoundError
 
+    from poet.pipeline.hub.http import bound_hub_requests
+
     where = f"on {constants.ENDPOINT}"
+    bound_hub_requests()
     try:
         return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=list(only)))
     except RevisionNotFoundError:
@@ -94,3 +97,6 @@ def _download(repo_id: str, revision: str | None, only: Sequence[str]) -> Path:
         ) from None
     except LocalEntryNotFoundError:
         raise UserError(f"cannot reach {constants.ENDPOINT} to download {repo_id}, and it is not cached") from None
+    except (KeyError, TypeError, AttributeError) as err:  # an answer of the wrong shape: not a Hub endpoint?
+        raise UserError(f"{constants.ENDPOINT} answered with a document the Hub would not send ({describe(err)}) "
+                        f"for {repo_id}: check HF_ENDPOINT") from None

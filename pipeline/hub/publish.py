@@ -34,6 +34,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
+import os
+import re
+import shlex
 import sys
 import tempfile
 import time
@@ -55,11 +59,13 @@ from huggingface_hub import (
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from poet.pipeline.hub.download import copy_prepared, prepared_paths
+from poet.pipeline.hub.http import bound_hub_requests
 from poet.transforms import manifest
 from poet.transforms.contract import (CARD_FILE, MANIFEST_FILE, PUBLISHED_FILES, REPLACED_WITH_A_SPLIT, SHARD_PATTERN,
                                       STATS_FILE)
 from poet.transforms.errors import UserError, describe, first_line
 from poet.transforms.hub_ids import is_repo_id
+from poet.transforms.terminal import printable
 
 RETRIED_STATUSES = frozenset({409, 412, 429, 500, 502, 503, 504})
 
@@ -71,6 +77,7 @@ class LocalFile:
     size: int
     sha256: str  # what the Hub keys LFS files by
     git_sha1: str  # what it keys regular files by
+    content: bytes | None = None  # what is sent instead of the file (the card, rendered for the repo)
 
 
 @dataclass(frozen=True)
@@ -102,10 +109,10 @@ class PublishResult:
     def changed(self) -> bool:
         return self.commit_url is not None
 
-    def __str__(self) -> str:
+    def __str__(self) -> str:  # the oid and URLs are the Hub's answer: printed escaped
         if not self.changed:
-            return f"no change: {self.repo_id}@{self.revision} is already at {self.commit_oid}"
-        return self.pr_url or self.commit_url
+            return printable(f"no change: {self.repo_id}@{self.revision} is already at {self.commit_oid}")
+        return printable(self.pr_url or self.commit_url)
 
 
 def publish(
@@ -128,12 +135,16 @@ def publish(
     instead of committing to the branch."""
     if not is_repo_id(repo_id):
         raise UserError(f"--repo-id must look like user/name or org/name, got {repo_id!r}")
+    if _offline():
+        raise UserError("HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set, so nothing can be sent to the Hub: unset "
+                        f"it, then run: poet publish {shlex.quote(str(folder))} --repo-id {repo_id}")
     token = token or get_token()
     if not token:
         raise UserError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then publish again")
+    bound_hub_requests()
     api = HfApi(token=token)
     branch = revision or "main"
-    with _local_folder(str(folder)) as root:
+    with _local_folder(str(folder)) as root, _signed_urls_redacted():
         files = _name_the_repo_in_the_card(root, repo_id, _scan(root, str(folder)))
         _say(f"{len(files)} files to publish from {folder} ({_size(sum(f.size for f in files))})")
         try:
@@ -148,6 +159,10 @@ def publish(
                 "again to resume: files the Hub already holds are not uploaded twice", token)) from None
         except ValueError as err:  # the Hub refused the card's YAML header or an upload request
             raise UserError(_redact(f"the Hub refused the upload: {' '.join(str(err).split())}", token)) from None
+        except (KeyError, TypeError, AttributeError) as err:  # an answer of the wrong shape: not a Hub endpoint?
+            raise UserError(_redact(
+                f"{api.endpoint} answered with a document the Hub would not send ({describe(err)}): check "
+                "HF_ENDPOINT, then publish again", token)) from None
 
 
 def _publish(api: HfApi, files: list[LocalFile], repo_id: str, branch: str, *, private: bool, create_pr: bool,
@@ -263,7 +278,7 @@ def _batches(operations: list, max_files: int, max_bytes: int) -> list[list]:
 
 
 def _add_operation(f: LocalFile) -> CommitOperationAdd:
-    op = CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=f.local_path)
+    op = CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=f.local_path if f.content is None else f.content)
     op.upload_info.sha256 = bytes.fromhex(f.sha256)  # already computed: do not read the file again
     return op
 
@@ -288,9 +303,9 @@ def _local_folder(folder: str) -> Iterator[Path]:
 
 def _name_the_repo_in_the_card(root: Path, repo_id: str, files: list[LocalFile]) -> list[LocalFile]:
     """Render the checked folder's card again with ``repo_id`` in its title and snippets (what ``prepare
-    --push-to-hub`` writes), in place, with its manifest entry, so the published card names its repo and the
-    folder stays equal to the Hub's copy. Returns ``files`` with the card's new hashes. A folder whose stats.json
-    poet did not write (no ``schema_version``) keeps its card as it is."""
+    --push-to-hub`` writes), in memory: the published card names its repo, and the prepared folder is never
+    changed (it may be read-only, or shared). Returns ``files`` with the card's new content. A folder whose
+    stats.json poet did not write (no ``schema_version``) keeps its card as it is."""
     try:
         document = json.loads((root / STATS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -306,12 +321,10 @@ def _name_the_repo_in_the_card(root: Path, repo_id: str, files: list[LocalFile])
     card = render_card(document, Features.from_arrow_schema(pq.read_schema(shards[0])), repo_id=repo_id)
     if (root / CARD_FILE).read_text(encoding="utf-8") == card:
         return files
-    (root / CARD_FILE).write_text(card, encoding="utf-8")
-    rewritten = _hash(root / CARD_FILE, CARD_FILE)
-    entries = manifest.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))  # read by _scan already
-    entries[CARD_FILE] = manifest.FileEntry(CARD_FILE, rewritten.size, rewritten.sha256)
-    (root / MANIFEST_FILE).write_text(manifest.dumps(entries.values()), encoding="utf-8")
-    _say(f"{CARD_FILE} rewritten to name {repo_id} in its title and snippets")
+    data = card.encode("utf-8")
+    rewritten = LocalFile(CARD_FILE, root / CARD_FILE, len(data), hashlib.sha256(data).hexdigest(),
+                          hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(), data)
+    _say(f"{CARD_FILE} published naming {repo_id} in its title and snippets")
     return [rewritten if f.path_in_repo == CARD_FILE else f for f in files]
 
 
@@ -388,6 +401,42 @@ def _redact(text: str, token: str) -> str:
     return text.replace(token, "***")
 
 
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return constants.is_offline_mode() or any((flag or "").upper() in {"1", "ON", "YES", "TRUE"} for flag in flags)
+
+
+_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
+
+
+class _SignedUrlFilter(logging.Filter):
+    """``huggingface_hub`` logs each retried request with its URL; for uploads that is a signed storage link
+    whose query is a credential: it is logged without its query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = _QUERY.sub(r"\1?<redacted>", message), None
+        return True
+
+
+@contextlib.contextmanager
+def _signed_urls_redacted() -> Iterator[None]:
+    """:class:`_SignedUrlFilter` on every ``huggingface_hub`` logger while publishing (a record is filtered by
+    the logger that makes it, so each one gets it)."""
+    names = [n for n in logging.Logger.manager.loggerDict if n == "huggingface_hub" or n.startswith("huggingface_hub.")]
+    loggers, redacting = [logging.getLogger(n) for n in names], _SignedUrlFilter()
+    for logger in loggers:
+        logger.addFilter(redacting)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redacting)
+
+
 def _size(n: float) -> str:
     if n < 1000:
         return f"{n:.0f} B"
@@ -398,4 +447,4 @@ def _size(n: float) -> str:
 
 
 def _say(message: str) -> None:
-    print(f"publish: {message}", file=sys.stderr, flush=True)
+    print(f"publish: {printable(message)}", file=sys.stderr, flush=True)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import socket
 import time
 import uuid
 
@@ -48,6 +50,9 @@ def check_output(output: str, overwrite: bool) -> None:
 
 def _check_local_output(output: str) -> None:
     real = os.path.realpath(output)
+    if os.path.islink(output.rstrip("/") or "/"):  # replacing it would move the link, not the folder it names
+        where = "a folder that does not exist" if not os.path.exists(output) else real
+        raise UserError(f"--output {output} is a symbolic link to {where}; pass the folder itself: --output {real}")
     if real == os.path.realpath("/") or any(real == f or real.startswith(f + "/") for f in _SYSTEM_FOLDERS):
         raise UserError(f"--output {output} is a system location; choose a folder of your own, e.g. out/my-dataset")
     if os.path.exists(output) and not os.path.isdir(output):
@@ -62,10 +67,39 @@ def _check_local_output(output: str) -> None:
 
 
 def _check_replaceable(output: str) -> None:
-    """Only a folder poet wrote (it has a manifest) may be replaced: never a user's folder of other files."""
-    if not _exists(f"{output}/{MANIFEST_FILE}"):
-        raise UserError(f"--overwrite refuses to replace {output}: it has no {MANIFEST_FILE}, so poet did "
-                        "not write it; remove it yourself or choose another --output")
+    """Only a folder poet wrote may be replaced: its manifest is poet's (schema) and the folder holds exactly the
+    files it lists, so a user's folder (or another tool's with its own ``manifest.json``) is never deleted."""
+    prefix = output.rstrip("/") + "/"
+    refuse = f"--overwrite refuses to replace {output}: "
+    hint = "; remove it yourself or choose another --output"
+    try:
+        with FileSystems.open(prefix + MANIFEST_FILE, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            entries = manifest.loads(handle.read().decode("utf-8"))
+    except OSError:
+        raise UserError(f"{refuse}it has no {MANIFEST_FILE}, so poet did not write it{hint}") from None
+    except (ValueError, KeyError, TypeError, AttributeError):  # UnicodeDecodeError is a ValueError
+        raise UserError(f"{refuse}its {MANIFEST_FILE} is not poet's, so poet did not write it{hint}") from None
+    found = _files(output)
+    found.pop(MANIFEST_FILE, None)
+    for path, entry in sorted(entries.items()):
+        if found.get(path) != entry.size:
+            raise UserError(f"{refuse}{path}, listed in its {MANIFEST_FILE}, is missing or changed, so it is "
+                            f"not the folder poet wrote{hint}")
+    if extra := sorted(set(found) - set(entries)):
+        raise UserError(f"{refuse}it holds {extra[0]}, which poet did not write{hint}")
+
+
+def _files(folder: str) -> dict[str, int]:
+    """Every file under ``folder`` (hidden ones too), by ``/``-separated relative path, with its size."""
+    if not _is_local(folder):
+        prefix = folder.rstrip("/") + "/"
+        return {meta.path[len(prefix):]: meta.size_in_bytes for meta in FileSystems.match([prefix + "**"])[0].metadata_list}
+    found = {}
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            found[os.path.relpath(path, folder).replace(os.sep, "/")] = os.lstat(path).st_size
+    return found
 
 
 def write_manifest(folder: str, document: dict) -> None:
@@ -87,7 +121,47 @@ def write_manifest(folder: str, document: dict) -> None:
 
 
 def staging_folder(output: str) -> str:
-    return f"{output}.poet-staging-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    """A new staging folder's name: it records the run's process id and host, so a later run can tell a crashed
+    run's folder (:func:`clear_crashed_staging`) from one still being written."""
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    return f"{output}{_STAGING}{stamp}-{os.getpid()}@{_host()}"
+
+
+_STAGING = ".poet-staging-"
+_OWNER = re.compile(r"-(\d+)@([A-Za-z0-9._-]+)$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "unknown"
+
+
+def clear_crashed_staging(output: str) -> list[str]:
+    """Remove the staging folders next to a local ``output`` left by runs of this host whose process is gone
+    (killed, out of memory, power lost); returns those left alone: another host's, a live process's, or an
+    older poet's (no owner recorded), which the user removes (``rm -r``) once no run is writing them."""
+    if not _is_local(output):
+        return []
+    parent, name = os.path.split(os.path.abspath(output))
+    left = []
+    for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        if not entry.startswith(name + _STAGING):
+            continue
+        owner = _OWNER.search(entry)
+        if owner and owner.group(2) == _host() and not _alive(int(owner.group(1))):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        else:
+            left.append(os.path.join(parent, entry))
+    return left
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def discard(folder: str) -> None:
@@ -108,11 +182,16 @@ def commit(staging: str, output: str, overwrite: bool) -> None:
                             "nothing was replaced: pass --overwrite or choose another --output")
         _check_replaceable(output)
     if _is_local(output):
+        _check_local_output(output)  # a symbolic link that appeared during the run is refused, not moved away
         if os.path.lexists(output):
             old = f"{output}.poet-old-{uuid.uuid4().hex[:8]}"
             os.replace(output, old)
-            os.rename(staging, output)
-            shutil.rmtree(old)
+            try:
+                os.rename(staging, output)
+            except OSError:
+                os.replace(old, output)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
             return
         try:
             os.rename(staging, output)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -17,8 +16,8 @@ from poet.pipeline.launch.staged import read_stats, run_staged
 from poet.pipeline.steps.reference import check_reference_model
 from poet.pipeline.steps.score_dataset import ScoreConfig, ScorePreparedDataset
 from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
-from poet.transforms.contract import STATS_FILE, RunDescription
-from poet.transforms.errors import UserError
+from poet.transforms.contract import DEAD_LETTER_DIR, STATS_FILE, RunDescription
+from poet.transforms.errors import UserError, describe
 from poet.transforms.schema import preference_features
 
 
@@ -37,8 +36,11 @@ def run(config: ScoreConfig, beam_args: list[str]) -> dict:
     source = _source_folder(config)
     try:
         document = read_stats(source)
-    except (OSError, json.JSONDecodeError):
+    except OSError:
         raise UserError(f"{config.source} has no readable {STATS_FILE}: pass a folder written by `poet prepare`") from None
+    except ValueError as err:  # damaged, foreign, or counts that cannot be
+        raise UserError(f"{config.source}/{STATS_FILE} is damaged or not poet's ({describe(err)}): prepare the "
+                        "folder again") from None
     shards = [(split, index, f"{source}/{entry['file']}")
               for split, entries in sorted(document.get("shards", {}).items()) for index, entry in enumerate(entries)]
     if not shards:
@@ -54,13 +56,14 @@ def run(config: ScoreConfig, beam_args: list[str]) -> dict:
     reference = check_reference_model(config.reference, run.tokenizer.vocab_size, _longest_sequence(document, run))
     config = dataclasses.replace(config, reference=reference)
 
+    dead_letters = [m.path for m in FileSystems.match([f"{source}/{DEAD_LETTER_DIR}/*"])[0].metadata_list]
     options = PipelineOptions(beam_args)
     with PlotHelper() as plots:  # it gets ready while the model scores
         return run_staged(
             config.output, config.overwrite, choose_runner(options, len(shards)), options,
             f"poet score: {len(shards)} shard(s) of {config.source}",
             lambda staging: "ScorePreparedDataset" >> ScorePreparedDataset(
-                config, shards, document, features.arrow_schema, features, staging
+                config, shards, document, features.arrow_schema, features, staging, sorted(dead_letters)
             ),
             plots,
         )

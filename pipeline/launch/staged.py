@@ -9,7 +9,6 @@ committed; a failure or an interruption leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 from collections.abc import Callable
@@ -18,10 +17,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from poet.pipeline.launch.output import commit, discard, staging_folder, write_manifest
+from poet.pipeline.launch.output import clear_crashed_staging, commit, discard, staging_folder, write_manifest
 from poet.pipeline.launch.plot_helper import PlotHelper
 from poet.pipeline.launch.runners import release
 from poet.pipeline.steps.metadata import write_bytes
+from poet.transforms import stats_file
 from poet.transforms.contract import STATS_FILE
 from poet.transforms.errors import InputFileError
 
@@ -29,8 +29,9 @@ _log = logging.getLogger("poet")
 
 
 def read_stats(folder: str) -> dict:
+    """The folder's stats.json, checked (``ValueError`` when poet did not write it so: :func:`stats_file.loads`)."""
     with FileSystems.open(f"{folder}/{STATS_FILE}") as handle:
-        return json.loads(handle.read())
+        return stats_file.loads(handle.read())
 
 
 def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, what: str,
@@ -38,6 +39,9 @@ def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, w
     """Run ``job(staging folder)`` on a fresh pipeline, draw the plots of its ``stats.json``, then move the
     finished folder to ``output`` (nothing is left behind if it fails or is interrupted); returns the folder's
     stats document."""
+    for folder in clear_crashed_staging(output):
+        _log.warning("poet: %s is the staging folder of another run (still working, on another host, or of an "
+                     "older poet): left alone; remove it with `rm -r` once no run is writing it", folder)
     staging = staging_folder(output)
     _log.info("%s, staging in %s", what, staging)
     try:
@@ -67,13 +71,14 @@ def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, w
 
 
 class _Interruptible:
-    """Ctrl-C and SIGTERM (a scheduler, ``kill``) end the run as ``KeyboardInterrupt``: staging folder removed, one line.
+    """Ctrl-C, SIGTERM (a scheduler, ``kill``) and SIGHUP (the terminal closed, an ssh session lost) end the run as
+    ``KeyboardInterrupt``: staging folder removed, one line.
 
     The runner turns a ``KeyboardInterrupt`` raised inside a DoFn into its own
     error; having seen the signal, this turns that error back into the interruption.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.interrupted = False

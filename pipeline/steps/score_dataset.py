@@ -12,6 +12,7 @@ import dataclasses
 
 import apache_beam as beam
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from poet.pipeline.steps.gather import GatherTagged, Spread
@@ -20,7 +21,7 @@ from poet.pipeline.steps.read import RowBatch
 from poet.pipeline.steps.reference import ScoreReference
 from poet.pipeline.steps.write_shards import WriteShards
 from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
-from poet.transforms.contract import RunDescription
+from poet.transforms.contract import DEAD_LETTER_DIR, RunDescription
 from poet.transforms.prepare import PreparedRow, RowOrigin
 from poet.transforms.reference import ReferenceModel, reference_section
 from poet.transforms.stats_file import shard_entries
@@ -54,10 +55,20 @@ class _ReadShard(beam.DoFn):
 
 
 class _WriteScoredMetadata(beam.DoFn):
-    def __init__(self, folder: str, document: dict, features, reference: ReferenceModel):
+    """The card and stats.json, and the source's dead letters copied over: the stats carry their counts, so the
+    new folder holds the rows they count (``poet score X --output X --overwrite`` must not lose them)."""
+
+    def __init__(self, folder: str, document: dict, features, reference: ReferenceModel, dead_letters: list[str]):
         self.folder, self.document, self.features, self.reference = folder, document, features, reference
+        self.dead_letters = dead_letters
 
     def process(self, parts: dict):
+        for path in self.dead_letters:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as source, \
+                    FileSystems.create(f"{self.folder}/{DEAD_LETTER_DIR}/{path.rsplit('/', 1)[-1]}",
+                                       compression_type=CompressionTypes.UNCOMPRESSED) as target:
+                while chunk := source.read(1 << 20):
+                    target.write(chunk)
         shards = parts["shard"]
         splits = list(self.document["splits"])
         sizes = file_sizes(self.folder, sorted(name for _, name, _, _ in shards))
@@ -68,13 +79,15 @@ class _WriteScoredMetadata(beam.DoFn):
 
 
 class ScorePreparedDataset(beam.PTransform):
-    """Score the shards ``(split, index, path)`` of a prepared folder whose stats document is ``document``."""
+    """Score the shards ``(split, index, path)`` of a prepared folder whose stats document is ``document``, and
+    copy its ``dead_letters`` (paths of its ``dead_letter/`` files)."""
 
     def __init__(self, config: ScoreConfig, shards: list[tuple[str, int, str]], document: dict, schema, features,
-                 folder: str):
+                 folder: str, dead_letters: list[str] = ()):
         super().__init__()
         self.config, self.shards, self.document = config, shards, document
         self.schema, self.features, self.folder = schema, features, folder
+        self.dead_letters = list(dead_letters)
 
     def expand(self, pbegin):
         options = RunDescription.from_json(self.document.get("run")).options
@@ -93,6 +106,7 @@ class ScorePreparedDataset(beam.PTransform):
             {"shard": shards, "reference": stats}
             | "AllParts" >> GatherTagged()
             | "WriteMetadata" >> beam.ParDo(
-                _WriteScoredMetadata(self.folder, self.document, self.features, self.config.reference)
+                _WriteScoredMetadata(self.folder, self.document, self.features, self.config.reference,
+                                     self.dead_letters)
             )
         )

@@ -1,0 +1,170 @@
+"""The output side of a run at real scale: what poet writes, replaces, prints and reads back.
+
+Nothing stale (a folder prepared again is what the next reader sees), nothing destroyed
+(``--overwrite`` replaces only the folder poet wrote, symbolic links are refused, nothing is
+left next to the output), and nothing from data, a stats.json or the Hub reaches the terminal
+as a control sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import GPT2, HH_SAMPLE, MINIMIND, REPO, prepare
+from hostile_corpus import HOSTILE_STATS, PLAIN_ROWS, write_rows
+from poet.pipeline.commands.cli import main
+
+
+def one_line(capfd) -> str:
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("poet")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("output-safety")
+    source = write_rows(root / "plain.jsonl", PLAIN_ROWS)
+    output = root / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2), "--license", "mit") == 0
+    return source, output
+
+
+# --------------------------------------------------------------------------- what is printed
+
+
+def test_stats_escapes_control_characters_from_the_document(tmp_path, capfd, small_run):
+    document = json.loads((small_run[1] / "stats.json").read_text())
+    train = document["splits"]["train"]
+    document["splits"] = {"\x1b]0;pwned\x07train": train,
+                          "test\x1b[2J": {**train, "dead_letter_reasons": {"\x1b[2Jclear": 1, "\x9bcsi": 2}}}
+    (tmp_path / "stats.json").write_text(json.dumps(document))
+    assert main(["stats", str(tmp_path)]) == 0
+    out = capfd.readouterr().out
+    assert "\x1b" not in out and "\x9b" not in out and "\x07" not in out
+    assert "\\x1b]0;pwned\\x07train" in out and "\\x1b[2Jclear" in out
+
+
+def test_error_lines_escape_control_characters(capfd):
+    assert main(["stats", "\x1b]0;pwned\x07/x\x1b[2J"]) == 2
+    line = one_line(capfd)
+    assert "\x1b" not in line and "\\x1b[2J" in line
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_STATS))
+def test_stats_refuses_a_stats_json_poet_did_not_write(tmp_path, capfd, small_run, case):
+    document = json.loads((small_run[1] / "stats.json").read_text())
+    HOSTILE_STATS[case](document)
+    (tmp_path / "stats.json").write_text(json.dumps(document))
+    assert main(["stats", str(tmp_path)]) == 2
+    assert "is damaged or not poet's" in one_line(capfd)
+
+
+# --------------------------------------------------------------------------- what --overwrite replaces
+
+
+def _foreign(folder: Path, manifest: str) -> Path:
+    folder.mkdir()
+    (folder / "manifest.json").write_text(manifest)
+    (folder / "background.js").write_text("years of work")
+    return folder
+
+
+@pytest.mark.parametrize("manifest", [
+    '{"manifest_version": 3, "name": "my extension"}',  # a browser extension's
+    '{"manifest_version": 1, "files": {}}',  # poet's schema, but the folder holds a file it does not list
+    '{"manifest_version": 1, "files": {"background.js": {"size": 1, "sha256": "0"}}}',  # listed, but changed
+    "not json",
+], ids=["extension", "unlisted-file", "changed-file", "not-json"])
+def test_overwrite_refuses_a_folder_whose_manifest_is_not_poets(tmp_path, capfd, small_run, manifest):
+    mine = _foreign(tmp_path / "mine", manifest)
+    assert prepare(mine, "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--overwrite") == 2
+    assert "--overwrite refuses to replace" in one_line(capfd)
+    assert (mine / "background.js").read_text() == "years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_overwrite_refuses_a_poet_folder_with_a_file_added(tmp_path, capfd, small_run):
+    folder = tmp_path / "out"
+    shutil.copytree(small_run[1], folder)
+    (folder / ".notes.txt").write_text("mine")
+    assert prepare(folder, "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--overwrite") == 2
+    assert "holds .notes.txt, which poet did not write" in one_line(capfd)
+    assert (folder / ".notes.txt").read_text() == "mine"
+
+
+def test_overwrite_replaces_a_folder_poet_wrote(tmp_path, small_run):
+    folder = tmp_path / "out"
+    shutil.copytree(small_run[1], folder)
+    assert prepare(folder, "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--overwrite") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("target", ["dangling", "poet-folder"])
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_a_symlinked_output_is_refused_in_one_line(tmp_path, capfd, small_run, target, overwrite):
+    real = tmp_path / "real"
+    if target == "poet-folder":
+        shutil.copytree(small_run[1], real)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert prepare(link, "--input", str(small_run[0]), "--tokenizer", str(GPT2), *overwrite) == 2
+    assert f"is a symbolic link to " in one_line(capfd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and link.is_symlink()
+    if target == "poet-folder":
+        assert (real / "manifest.json").exists()
+
+
+# --------------------------------------------------------------------------- what is left behind
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_a_hangup_leaves_no_staging_folder(tmp_path, signum):
+    output = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "poet.pipeline.commands.cli", "prepare", "--input", str(HH_SAMPLE), "--tokenizer",
+         str(MINIMIND), "--output", str(output), "--batch-size", "8"],
+        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("out.poet-staging-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(tmp_path.glob("out.poet-staging-*")), "the run never started"
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "poet prepare: interrupted"
+    assert not list(tmp_path.iterdir())
+
+
+def test_staging_folders_of_crashed_runs_are_removed_and_others_reported(tmp_path, capfd, caplog, small_run):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = socket.gethostname()
+    crashed = tmp_path / f"out.poet-staging-20260101-000000-deadbeef-{gone.pid}@{host}"
+    running = tmp_path / f"out.poet-staging-20260101-000000-cafecafe-{os.getpid()}@{host}"
+    elsewhere = tmp_path / f"out.poet-staging-20260101-000000-feedfeed-{gone.pid}@another-host"
+    older = tmp_path / "out.poet-staging-20250101-000000-0badf00d"
+    for folder in (crashed, running, elsewhere, older):
+        folder.mkdir()
+        (folder / "stats.json").write_text("{}")
+    assert prepare(tmp_path / "out", "--input", str(small_run[0]), "--tokenizer", str(GPT2)) == 0
+    err = capfd.readouterr().err + caplog.text
+    assert not crashed.exists() and running.exists() and elsewhere.exists() and older.exists()
+    assert all(f"{folder} is the staging folder of another run" in err for folder in (running, elsewhere, older))
