@@ -168,3 +168,53 @@ def test_staging_folders_of_crashed_runs_are_removed_and_others_reported(tmp_pat
     err = capfd.readouterr().err + caplog.text
     assert not crashed.exists() and running.exists() and elsewhere.exists() and older.exists()
     assert all(f"{folder} is the staging folder of another run" in err for folder in (running, elsewhere, older))
+
+
+# --------------------------------------------------------------------------- what the trainer reads
+
+
+def test_train_reads_a_folder_prepared_again_not_a_stale_cache(tmp_path):
+    """Labels fixed at the source with identical lengths (chosen and rejected swapped): same card, same file
+    names and sizes; the trainer must read the new rows."""
+    from poet.trainer.data import load_pairs
+
+    rows = [{"prompt": f"Question {i}?", "chosen": f" Good answer {i}.", "rejected": f" Bad reply {i}!"}
+            for i in range(16)]
+    source = tmp_path / "train.jsonl"
+    output = tmp_path / "out"
+    args = ("--input", str(source), "--tokenizer", str(GPT2), "--license", "mit")
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert prepare(output, *args) == 0
+    first = load_pairs(str(output), "train")
+    source.write_text("".join(json.dumps({**r, "chosen": r["rejected"], "rejected": r["chosen"]}) + "\n" for r in rows))
+    assert prepare(output, *args, "--overwrite") == 0
+    second = load_pairs(str(output), "train")
+    assert list(second.chosen.lengths) == list(first.rejected.lengths)
+    assert [list(second.chosen[i]) for i in range(16)] == [list(first.rejected[i]) for i in range(16)]
+
+
+def _foreign_split(folder: Path, **columns) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = {"prompt_ids": [[1, 2], [3]], "chosen_ids": [[4, 5], [6]], "rejected_ids": [[7], [8, 9]]}
+    (folder / "data").mkdir(parents=True)
+    pq.write_table(pa.table({**base, **columns}), folder / "data" / "train-00000-of-00001.parquet")
+    return folder
+
+
+@pytest.mark.parametrize("columns, message", [
+    ({"chosen_ids": [[4, -5], [6]]}, "holds token id -5"),
+    ({"prompt_ids": [[], [3]]}, "empty prompt_ids"),
+    ({"rejected_ids": [[7], []]}, "empty rejected_ids"),
+    ({"ref_chosen_logps": [-1.0, math.nan], "ref_rejected_logps": [-1.0, -2.0]}, "holds nan"),
+    ({"ref_chosen_logps": [-1.0, -2.0], "ref_rejected_logps": [-math.inf, -2.0]}, "holds -inf"),
+    ({"ref_chosen_logps": [3e38, -2.0], "ref_rejected_logps": [-1.0, -2.0]}, "holds 3e\\+38"),
+], ids=["negative-id", "empty-prompt", "empty-completion", "nan", "-inf", "3e38"])
+def test_trainer_input_is_checked_before_the_first_step(tmp_path, columns, message):
+    from poet.trainer.data import load_pairs
+    from poet.transforms.errors import UserError
+
+    folder = _foreign_split(tmp_path / "foreign", **columns)
+    with pytest.raises(UserError, match=message):
+        load_pairs(str(folder), "train")
