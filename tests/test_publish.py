@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -563,3 +564,94 @@ def test_without_a_token_the_error_names_the_current_login_command(prepared, rep
     repo = Path(__file__).resolve().parents[1]
     texts = [repo / "README.md", *(p for d in ("pipeline", "transforms", "trainer") for p in (repo / d).rglob("*.py"))]
     assert not [p for p in texts if "huggingface-cli" in p.read_text(encoding="utf-8")]
+
+
+# --------------------------------------------------------------------------- a Hub that misbehaves
+
+
+def test_retried_uploads_never_print_their_signed_url(hub, prepared, repo_id, capfd, caplog):
+    hub.inject("lfs-upload", 500, times=3)
+    publish(prepared, repo_id, token=ALICE)
+    printed = capfd.readouterr().err + caplog.text
+    assert "lfs-upload" in printed and "?<redacted>" in printed  # the warnings are there...
+    assert "SIGNED" not in printed  # ...without the signature
+
+
+@pytest.fixture
+def endpoint(monkeypatch):
+    """Point publish at a server of the test's own making (``serve(handler_class)``), with short timeouts."""
+    import socketserver
+    import threading
+
+    import httpx2
+    from huggingface_hub import constants
+
+    import poet.pipeline.hub.http as http
+
+    monkeypatch.setattr(http, "HUB_TIMEOUT", httpx2.Timeout(0.5))
+    servers = []
+
+    def serve(handler) -> str:
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setattr(constants, "ENDPOINT", url)
+        return url
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_endpoint_that_never_answers_ends_in_one_line_with_the_resume_hint(endpoint, prepared, repo_id):
+    import socketserver
+
+    release = threading.Event()
+
+    class Silent(socketserver.BaseRequestHandler):
+        def handle(self):
+            release.wait(30)  # accepts the connection, reads nothing, answers nothing
+
+    endpoint(Silent)
+    started = time.monotonic()
+    try:
+        with pytest.raises(UserError, match="run the same command again to resume"):
+            publish(prepared, repo_id, token=ALICE)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("answer", [b"[]", b'{"url": 5, "sha": {"a": 1}}', b'"text"'])
+def test_a_hub_answer_of_the_wrong_shape_is_one_line(endpoint, prepared, repo_id, answer):
+    from http.server import BaseHTTPRequestHandler
+
+    class Odd(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_POST = do_PUT = do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    endpoint(Odd)
+    with pytest.raises(UserError) as refused:
+        publish(prepared, repo_id, token=ALICE)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_offline_mode_at_publish_is_one_line(hub, prepared, repo_id, monkeypatch, variable):
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(UserError, match=f"{variable}|HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set"):
+        publish(prepared, repo_id, token=ALICE)
+    assert hub.count("create") == 0
