@@ -218,3 +218,21 @@ def test_trainer_input_is_checked_before_the_first_step(tmp_path, columns, messa
     folder = _foreign_split(tmp_path / "foreign", **columns)
     with pytest.raises(UserError, match=message):
         load_pairs(str(folder), "train")
+
+
+# --------------------------------------------------------------------------- the card
+
+
+def test_the_card_names_the_first_input_files_and_counts_the_rest(tmp_path):
+    from poet.transforms.card import LISTED_FILES
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(LISTED_FILES + 30):
+        (folder / f"part-{i:05d}.jsonl").write_text(json.dumps(
+            {"prompt": f"Q{i}?", "chosen": " yes", "rejected": " no"}) + "\n")
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(folder / "part-*.jsonl"), "--tokenizer", str(GPT2), "--license", "mit") == 0
+    card = (output / "README.md").read_text()
+    assert card.count("part-00000.jsonl") == 2  # once in the YAML header, once in the provenance table
+    assert f"part-{LISTED_FILES:05d}.jsonl" not in card and "and 30 more" in card

@@ -475,7 +475,9 @@ def test_a_real_prepared_folder_round_trips_through_the_hub(hub, prepared_sample
     assert len(hub.history(repo_id)) == 2  # the repo's initial commit, then ours
     remote = hub.files(repo_id)
     remote.pop(".gitattributes")  # written by the repo's initial commit
-    assert remote == published_files(folder)
+    card = remote.pop("README.md")  # rendered for the repo, in memory: the folder keeps its own
+    assert remote == {p: data for p, data in published_files(folder).items() if p != "README.md"}
+    assert f'load_dataset("{repo_id}")'.encode() in card
     assert not publish(folder, repo_id, token=ALICE).changed
     assert len(hub.history(repo_id)) == 2
 

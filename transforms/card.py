@@ -91,15 +91,19 @@ def size_category(pairs: int) -> str:
     return "n>1T"
 
 
+LISTED_FILES = 20  # input files a card names; stats.json's run.sources lists them all
+
+
 def source_datasets(run: RunDescription) -> list[str]:
-    """The run's sources, once each and in order: a Hub dataset id for ``hf://datasets/...`` files, else the path."""
+    """The run's sources, once each and in order: a Hub dataset id for ``hf://datasets/...`` files, else the path;
+    the first :data:`LISTED_FILES` of them (thousands of input files would make a card of megabytes)."""
     out = []
     for source in run.sources:
         file = str(source.file)
         name = dataset_of_file(file) or file
         if name and name not in out:
             out.append(name)
-    return out
+    return out[:LISTED_FILES]
 
 
 def split_sizes(document: dict) -> dict[str, dict]:
@@ -234,7 +238,10 @@ def _table(header: list[str], rows: list[list[str]], align: str = "r") -> str:
 
 def _provenance(run: RunDescription, sizes: dict) -> dict:
     tokenizer = run.tokenizer
-    sources = _table(["split", "file"], [[md_text(s.split), md_code(s.file)] for s in run.sources], align="l")
+    source_rows = [[md_text(s.split), md_code(s.file)] for s in run.sources[:LISTED_FILES]]
+    if len(run.sources) > LISTED_FILES:
+        source_rows.append(["", f"*and {len(run.sources) - LISTED_FILES:,} more (all in `stats.json`, run.sources)*"])
+    sources = _table(["split", "file"], source_rows, align="l")
     repo_rows = [[md_code(repo.repo_id), md_code(repo.requested), md_code(repo.revision)] for repo in run.source_repos]
     tok_rows = [
         ["name", md_code(tokenizer.name)],
