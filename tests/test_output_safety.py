@@ -236,3 +236,16 @@ def test_the_card_names_the_first_input_files_and_counts_the_rest(tmp_path):
     card = (output / "README.md").read_text()
     assert card.count("part-00000.jsonl") == 2  # once in the YAML header, once in the provenance table
     assert f"part-{LISTED_FILES:05d}.jsonl" not in card and "and 30 more" in card
+
+
+def test_score_in_place_keeps_the_dead_letters_its_stats_count(tmp_path, tiny_model):
+    source = write_rows(tmp_path / "plain.jsonl", PLAIN_ROWS)
+    folder = tmp_path / "out"
+    assert prepare(folder, "--input", str(source), "--tokenizer", str(MINIMIND), "--license", "mit",
+                   "--max-length", "256") == 0
+    letters = (folder / "dead_letter" / "train.jsonl").read_bytes()
+    assert main(["score", str(folder), "--output", str(folder), "--overwrite", "--ref-model", str(tiny_model)]) == 0
+    stats = json.loads((folder / "stats.json").read_text())["splits"]["train"]
+    assert stats["dead_lettered"] > 0 and (folder / "dead_letter" / "train.jsonl").read_bytes() == letters
+    assert main(["score", str(folder), "--output", str(tmp_path / "again"), "--ref-model", str(tiny_model)]) == 0
+    assert (tmp_path / "again" / "dead_letter" / "train.jsonl").read_bytes() == letters
