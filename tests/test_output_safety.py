@@ -8,6 +8,7 @@ as a control sequence.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -249,3 +250,67 @@ def test_score_in_place_keeps_the_dead_letters_its_stats_count(tmp_path, tiny_mo
     assert stats["dead_lettered"] > 0 and (folder / "dead_letter" / "train.jsonl").read_bytes() == letters
     assert main(["score", str(folder), "--output", str(tmp_path / "again"), "--ref-model", str(tiny_model)]) == 0
     assert (tmp_path / "again" / "dead_letter" / "train.jsonl").read_bytes() == letters
+
+
+# --------------------------------------------------------------------------- a Dask cluster that is not there
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+@pytest.mark.parametrize("address", ["silent", "not-an-address", "tls://127.0.0.1:9"])
+def test_a_dask_address_that_is_no_scheduler_is_one_line_in_bounded_time(tmp_path, capfd, small_run, silent_server,
+                                                                         address):
+    pytest.importorskip("distributed")
+    address = silent_server if address == "silent" else address
+    started = time.monotonic()
+    assert prepare(tmp_path / "out", "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--runner", "DaskRunner",
+                   "--dask_client_address", address, "--dask_connection_timeout", "2") == 2
+    assert "Dask scheduler at" in one_line(capfd) and time.monotonic() - started < 30
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_dask_cluster_without_workers_ends_in_one_line(tmp_path, capfd, small_run, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    import poet.pipeline.launch.runners as runners
+
+    monkeypatch.setattr(runners, "NO_WORKERS_TIMEOUT", 2.0)
+    monkeypatch.setattr(runners, "_DASK_POLL", 0.5)
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        assert prepare(tmp_path / "out", "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--runner",
+                       "DaskRunner", "--dask_client_address", cluster.scheduler_address) == 2
+    assert "has had no worker for 2 s" in one_line(capfd)
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- a disk that fills up
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS], ids=["full", "read-only"])
+@pytest.mark.parametrize("after", [2, 1000], ids=["in-a-worker", "at-the-end"])
+def test_a_full_or_read_only_disk_mid_run_is_one_line(tmp_path, capfd, small_run, monkeypatch, code, after):
+    """The writes of the run start failing after ``after`` files (a worker's shard or dead letters, or the
+    launcher's manifest at the end): one line, nothing at --output."""
+    from apache_beam.io.filesystems import FileSystems
+
+    create, created = FileSystems.create, []
+
+    def failing(path, *args, **kwargs):
+        created.append(path)
+        if len(created) > after or path.endswith("manifest.json"):
+            raise OSError(code, os.strerror(code), path)
+        return create(path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "create", staticmethod(failing))
+    output = tmp_path / "out"
+    assert prepare(output, "--input", str(small_run[0]), "--tokenizer", str(GPT2)) == 2
+    line = one_line(capfd)
+    assert f"cannot write {output} ({os.strerror(code)})" in line
+    assert not list(tmp_path.iterdir())

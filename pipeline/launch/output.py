@@ -10,6 +10,7 @@ appeared during the run (another run on the same ``--output``) unless
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -100,6 +101,32 @@ def _files(folder: str) -> dict[str, int]:
             path = os.path.join(parent, name)
             found[os.path.relpath(path, folder).replace(os.sep, "/")] = os.lstat(path).st_size
     return found
+
+
+_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def write_problem(err: BaseException, output: str) -> UserError | None:
+    """A full disk (or quota) or a read-only file system behind an error of the run, as one line, or None.
+
+    The error may come from this process or from a worker, wrapped by the runner in its own (on some
+    runners only as the text of a remote traceback): both the chain of causes and the text are searched.
+    """
+    seen, text = err, str(err)
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _FULL_OR_READ_ONLY:
+            return _cannot_write(output, seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    for code in _FULL_OR_READ_ONLY:
+        if os.strerror(code) in text:
+            return _cannot_write(output, code)
+    return None
+
+
+def _cannot_write(output: str, code: int) -> UserError:
+    fix = "make it writable" if code == errno.EROFS else "free some space"
+    return UserError(f"cannot write {output} ({os.strerror(code)}); nothing was replaced: {fix} or choose another "
+                     "--output, then run again")
 
 
 def write_manifest(folder: str, document: dict) -> None:

@@ -10,6 +10,8 @@
   split by ``--dask_npartitions``; poet's default is one partition per input
   file, since everything downstream keeps the partitions of the file list.
   More partitions than files read the files in parts (:func:`input_parts`).
+  A scheduler that does not answer within ``--dask_connection_timeout`` (30 s
+  by default), and a cluster left without workers for 120 s, end the run in one line.
 * ``DataflowRunner``: Google Cloud Dataflow (the ``gcp`` extra), set up by Beam.
 
 Any other name is refused with one line listing these.
@@ -17,6 +19,7 @@ Any other name is refused with one line listing these.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -34,6 +37,9 @@ _QUALIFIED = {
     "apache_beam.runners.dataflow.dataflow_runner.DataflowRunner": "DataflowRunner",
 }
 _log = logging.getLogger("poet")
+DASK_CONNECT_TIMEOUT = 30.0  # seconds to reach --dask_client_address, unless --dask_connection_timeout says
+NO_WORKERS_TIMEOUT = 120.0  # seconds a Dask cluster may have no worker before the run ends
+_DASK_POLL = 5.0  # seconds between looks at the cluster's workers
 
 
 def runner_name(options: PipelineOptions) -> str:
@@ -96,6 +102,40 @@ def release(result) -> None:
         client.close()
 
 
+async def _count_workers(distributed, address: str, timeout: float) -> int:
+    """The scheduler's workers. ``distributed`` bounds the connection, not the handshake that follows it (a
+    server that accepts and never answers would hang it forever): the caller bounds the whole."""
+    async with distributed.Client(address, asynchronous=True, timeout=timeout) as client:
+        return len(client.scheduler_info()["workers"])
+
+
+def wait(result) -> None:
+    """Wait for the job. On Dask, a cluster that has had no worker for :data:`NO_WORKERS_TIMEOUT` seconds (all
+    of them lost, none ever joined) ends the run in one line: its tasks would otherwise wait forever."""
+    client = getattr(result, "client", None)
+    if client is not None:
+        _wait_for_workers_to_finish(result, client)
+    result.wait_until_finish()
+
+
+def _wait_for_workers_to_finish(result, client) -> None:
+    import distributed
+
+    without_workers = 0.0
+    while True:
+        try:
+            distributed.wait(result.futures, timeout=_DASK_POLL)  # finished or failed; results gathered after
+            return
+        except TimeoutError:
+            pass
+        without_workers = 0.0 if client.scheduler_info()["workers"] else without_workers + _DASK_POLL
+        if without_workers >= NO_WORKERS_TIMEOUT:
+            result.cancel()
+            raise UserError(f"the Dask cluster at {client.scheduler.address} has had no worker for "
+                            f"{NO_WORKERS_TIMEOUT:g} s; nothing was written: start workers (`dask worker "
+                            f"{client.scheduler.address}`) and run again")
+
+
 def _dask_runner(options: PipelineOptions, files: int):
     try:
         import distributed
@@ -106,10 +146,14 @@ def _dask_runner(options: PipelineOptions, files: int):
     if dask.npartitions is None and dask.partition_size is None:
         dask.npartitions = files
     if dask.address:
+        timeout = dask.timeout or DASK_CONNECT_TIMEOUT
         try:
-            with distributed.Client(dask.address, timeout=dask.timeout or 10) as client:
-                workers = len(client.scheduler_info()["workers"])
-        except (OSError, TimeoutError) as err:
+            workers = asyncio.run(asyncio.wait_for(_count_workers(distributed, dask.address, timeout), timeout))
+        except TimeoutError:
+            raise UserError(f"the Dask scheduler at {dask.address} did not answer within {timeout:g} s (is a Dask "
+                            "scheduler listening there?); check --dask_client_address, or raise "
+                            "--dask_connection_timeout") from None
+        except Exception as err:  # noqa: BLE001 - not-an-address (ValueError), tls:// without TLS (TypeError)...
             raise UserError(f"cannot reach the Dask scheduler at {dask.address} ({first_line(err)}); "
                             "start one with `dask scheduler`, or leave out --dask_client_address "
                             "for a local cluster") from None

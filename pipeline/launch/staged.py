@@ -17,9 +17,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from poet.pipeline.launch.output import clear_crashed_staging, commit, discard, staging_folder, write_manifest
+from poet.pipeline.launch.output import (clear_crashed_staging, commit, discard, staging_folder, write_manifest,
+                                         write_problem)
 from poet.pipeline.launch.plot_helper import PlotHelper
-from poet.pipeline.launch.runners import release
+from poet.pipeline.launch.runners import release, wait
 from poet.pipeline.steps.metadata import write_bytes
 from poet.transforms import stats_file
 from poet.transforms.contract import STATS_FILE
@@ -51,19 +52,19 @@ def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, w
                 _ = pipeline | job(staging)
                 result = pipeline.run()
                 try:
-                    result.wait_until_finish()
+                    wait(result)
                 finally:
                     release(result)
-            except Exception as err:  # a runner wraps a worker's error in its own: find an input file's problem
-                problem = InputFileError.find(err)
+                document = read_stats(staging)
+                for path, png in plots.render(document).items():
+                    write_bytes(f"{staging}/{path}", png)
+                write_manifest(staging, document)
+                commit(staging, output, overwrite)
+            except Exception as err:  # a runner wraps a worker's error in its own: find an input or output problem
+                problem = InputFileError.find(err) or write_problem(err, output)
                 if problem is None:
                     raise
                 raise problem from None
-            document = read_stats(staging)
-            for path, png in plots.render(document).items():
-                write_bytes(f"{staging}/{path}", png)
-            write_manifest(staging, document)
-            commit(staging, output, overwrite)
     except BaseException:
         discard(staging)
         raise
