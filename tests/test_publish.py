@@ -627,8 +627,8 @@ def test_an_endpoint_that_never_answers_ends_in_one_line_with_the_resume_hint(en
     assert time.monotonic() - started < 20
 
 
-@pytest.mark.parametrize("answer", [b"[]", b'{"url": 5, "sha": {"a": 1}}', b'"text"'])
-def test_a_hub_answer_of_the_wrong_shape_is_one_line(endpoint, prepared, repo_id, answer):
+def _answering(answer: bytes):
+    """A request handler that answers every request with ``answer`` as JSON."""
     from http.server import BaseHTTPRequestHandler
 
     class Odd(BaseHTTPRequestHandler):
@@ -645,10 +645,37 @@ def test_a_hub_answer_of_the_wrong_shape_is_one_line(endpoint, prepared, repo_id
         def log_message(self, *args):
             pass
 
-    endpoint(Odd)
+    return Odd
+
+
+WRONG_SHAPES = [b"[]", b'{"url": 5, "sha": {"a": 1}, "siblings": 3}', b'"text"']
+
+
+@pytest.mark.parametrize("answer", WRONG_SHAPES)
+def test_a_hub_answer_of_the_wrong_shape_is_one_line(endpoint, prepared, repo_id, answer):
+    endpoint(_answering(answer))
     with pytest.raises(UserError) as refused:
         publish(prepared, repo_id, token=ALICE)
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("answer", WRONG_SHAPES)
+def test_stats_of_a_repo_whose_hub_answers_the_wrong_shape_is_one_line(endpoint, repo_id, capfd, answer):
+    from poet.pipeline.commands.cli import main
+
+    endpoint(_answering(answer))
+    assert main(["stats", repo_id]) == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("name", ["alice/..", "../x", "alice/.", "alice/-x", "a--b/c"])
+def test_a_repo_id_that_names_a_path_is_one_line(name, capfd):
+    from poet.pipeline.commands.cli import main
+
+    assert main(["stats", name]) == 2
+    err = capfd.readouterr().err
+    assert "neither a local folder nor a Hub dataset id" in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
