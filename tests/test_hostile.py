@@ -409,7 +409,9 @@ def test_a_second_run_on_the_same_output_does_not_replace_the_first(tmp_path, ca
     assert not list(tmp_path.glob("out.poet-*"))
 
 
-def test_sigterm_ends_the_run_with_one_line_and_no_staging_folder(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_ends_the_run_with_one_line_and_no_staging_folder(tmp_path, signum):
+    """SIGTERM (a scheduler, ``kill``) and SIGHUP (the terminal closed, an ssh session lost)."""
     output = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
@@ -421,7 +423,7 @@ def test_sigterm_ends_the_run_with_one_line_and_no_staging_folder(tmp_path):
         while not list(tmp_path.glob("out.poet-staging-*")) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert list(tmp_path.glob("out.poet-staging-*")), "the run never started"
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=60)
     finally:
         process.kill()

@@ -13,18 +13,17 @@ import json
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import GPT2, HH_SAMPLE, MINIMIND, REPO, prepare
+from conftest import GPT2, MINIMIND, prepare
 from hostile_corpus import HOSTILE_STATS, PLAIN_ROWS, write_rows
 from poet.pipeline.commands.cli import main
+from test_hostile import plain_run  # noqa: F401 - the fixture: the hostile rows prepared once, with GPT-2
 
 
 def one_line(capfd) -> str:
@@ -34,20 +33,11 @@ def one_line(capfd) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("output-safety")
-    source = write_rows(root / "plain.jsonl", PLAIN_ROWS)
-    output = root / "out"
-    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2), "--license", "mit") == 0
-    return source, output
-
-
 # --------------------------------------------------------------------------- what is printed
 
 
-def test_stats_escapes_control_characters_from_the_document(tmp_path, capfd, small_run):
-    document = json.loads((small_run[1] / "stats.json").read_text())
+def test_stats_escapes_control_characters_from_the_document(tmp_path, capfd, plain_run):
+    document = json.loads((plain_run[1] / "stats.json").read_text())
     train = document["splits"]["train"]
     document["splits"] = {"\x1b]0;pwned\x07train": train,
                           "test\x1b[2J": {**train, "dead_letter_reasons": {"\x1b[2Jclear": 1, "\x9bcsi": 2}}}
@@ -65,8 +55,8 @@ def test_error_lines_escape_control_characters(capfd):
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_STATS))
-def test_stats_refuses_a_stats_json_poet_did_not_write(tmp_path, capfd, small_run, case):
-    document = json.loads((small_run[1] / "stats.json").read_text())
+def test_stats_refuses_a_stats_json_poet_did_not_write(tmp_path, capfd, plain_run, case):
+    document = json.loads((plain_run[1] / "stats.json").read_text())
     HOSTILE_STATS[case](document)
     (tmp_path / "stats.json").write_text(json.dumps(document))
     assert main(["stats", str(tmp_path)]) == 2
@@ -89,40 +79,40 @@ def _foreign(folder: Path, manifest: str) -> Path:
     '{"manifest_version": 1, "files": {"background.js": {"size": 1, "sha256": "0"}}}',  # listed, but changed
     "not json",
 ], ids=["extension", "unlisted-file", "changed-file", "not-json"])
-def test_overwrite_refuses_a_folder_whose_manifest_is_not_poets(tmp_path, capfd, small_run, manifest):
+def test_overwrite_refuses_a_folder_whose_manifest_is_not_poets(tmp_path, capfd, plain_run, manifest):
     mine = _foreign(tmp_path / "mine", manifest)
-    assert prepare(mine, "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--overwrite") == 2
+    assert prepare(mine, "--input", str(plain_run[0]), "--tokenizer", str(GPT2), "--overwrite") == 2
     assert "--overwrite refuses to replace" in one_line(capfd)
     assert (mine / "background.js").read_text() == "years of work"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
-def test_overwrite_refuses_a_poet_folder_with_a_file_added(tmp_path, capfd, small_run):
+def test_overwrite_refuses_a_poet_folder_with_a_file_added(tmp_path, capfd, plain_run):
     folder = tmp_path / "out"
-    shutil.copytree(small_run[1], folder)
+    shutil.copytree(plain_run[1], folder)
     (folder / ".notes.txt").write_text("mine")
-    assert prepare(folder, "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--overwrite") == 2
+    assert prepare(folder, "--input", str(plain_run[0]), "--tokenizer", str(GPT2), "--overwrite") == 2
     assert "holds .notes.txt, which poet did not write" in one_line(capfd)
     assert (folder / ".notes.txt").read_text() == "mine"
 
 
-def test_overwrite_replaces_a_folder_poet_wrote(tmp_path, small_run):
+def test_overwrite_replaces_a_folder_poet_wrote(tmp_path, plain_run):
     folder = tmp_path / "out"
-    shutil.copytree(small_run[1], folder)
-    assert prepare(folder, "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--overwrite") == 0
+    shutil.copytree(plain_run[1], folder)
+    assert prepare(folder, "--input", str(plain_run[0]), "--tokenizer", str(GPT2), "--overwrite") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 @pytest.mark.parametrize("target", ["dangling", "poet-folder"])
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
-def test_a_symlinked_output_is_refused_in_one_line(tmp_path, capfd, small_run, target, overwrite):
+def test_a_symlinked_output_is_refused_in_one_line(tmp_path, capfd, plain_run, target, overwrite):
     real = tmp_path / "real"
     if target == "poet-folder":
-        shutil.copytree(small_run[1], real)
+        shutil.copytree(plain_run[1], real)
     link = tmp_path / "link"
     link.symlink_to(real)
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert prepare(link, "--input", str(small_run[0]), "--tokenizer", str(GPT2), *overwrite) == 2
+    assert prepare(link, "--input", str(plain_run[0]), "--tokenizer", str(GPT2), *overwrite) == 2
     assert f"is a symbolic link to " in one_line(capfd)
     assert sorted(p.name for p in tmp_path.iterdir()) == before and link.is_symlink()
     if target == "poet-folder":
@@ -132,29 +122,7 @@ def test_a_symlinked_output_is_refused_in_one_line(tmp_path, capfd, small_run, t
 # --------------------------------------------------------------------------- what is left behind
 
 
-@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
-def test_a_hangup_leaves_no_staging_folder(tmp_path, signum):
-    output = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "poet.pipeline.commands.cli", "prepare", "--input", str(HH_SAMPLE), "--tokenizer",
-         str(MINIMIND), "--output", str(output), "--batch-size", "8"],
-        cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.glob("out.poet-staging-*")) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert list(tmp_path.glob("out.poet-staging-*")), "the run never started"
-        process.send_signal(signum)
-        _, err = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "poet prepare: interrupted"
-    assert not list(tmp_path.iterdir())
-
-
-def test_staging_folders_of_crashed_runs_are_removed_and_others_reported(tmp_path, capfd, caplog, small_run):
+def test_staging_folders_of_crashed_runs_are_removed_and_others_reported(tmp_path, capfd, caplog, plain_run):
     gone = subprocess.Popen(["true"])
     gone.wait()
     host = socket.gethostname()
@@ -165,7 +133,7 @@ def test_staging_folders_of_crashed_runs_are_removed_and_others_reported(tmp_pat
     for folder in (crashed, running, elsewhere, older):
         folder.mkdir()
         (folder / "stats.json").write_text("{}")
-    assert prepare(tmp_path / "out", "--input", str(small_run[0]), "--tokenizer", str(GPT2)) == 0
+    assert prepare(tmp_path / "out", "--input", str(plain_run[0]), "--tokenizer", str(GPT2)) == 0
     err = capfd.readouterr().err + caplog.text
     assert not crashed.exists() and running.exists() and elsewhere.exists() and older.exists()
     assert all(f"{folder} is the staging folder of another run" in err for folder in (running, elsewhere, older))
@@ -266,25 +234,25 @@ def silent_server():
 
 
 @pytest.mark.parametrize("address", ["silent", "not-an-address", "tls://127.0.0.1:9"])
-def test_a_dask_address_that_is_no_scheduler_is_one_line_in_bounded_time(tmp_path, capfd, small_run, silent_server,
+def test_a_dask_address_that_is_no_scheduler_is_one_line_in_bounded_time(tmp_path, capfd, plain_run, silent_server,
                                                                          address):
     pytest.importorskip("distributed")
     address = silent_server if address == "silent" else address
     started = time.monotonic()
-    assert prepare(tmp_path / "out", "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--runner", "DaskRunner",
+    assert prepare(tmp_path / "out", "--input", str(plain_run[0]), "--tokenizer", str(GPT2), "--runner", "DaskRunner",
                    "--dask_client_address", address, "--dask_connection_timeout", "2") == 2
     assert "Dask scheduler at" in one_line(capfd) and time.monotonic() - started < 30
     assert not list(tmp_path.iterdir())
 
 
-def test_a_dask_cluster_without_workers_ends_in_one_line(tmp_path, capfd, small_run, monkeypatch):
+def test_a_dask_cluster_without_workers_ends_in_one_line(tmp_path, capfd, plain_run, monkeypatch):
     distributed = pytest.importorskip("distributed")
     import poet.pipeline.launch.runners as runners
 
     monkeypatch.setattr(runners, "NO_WORKERS_TIMEOUT", 2.0)
     monkeypatch.setattr(runners, "_DASK_POLL", 0.5)
     with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
-        assert prepare(tmp_path / "out", "--input", str(small_run[0]), "--tokenizer", str(GPT2), "--runner",
+        assert prepare(tmp_path / "out", "--input", str(plain_run[0]), "--tokenizer", str(GPT2), "--runner",
                        "DaskRunner", "--dask_client_address", cluster.scheduler_address) == 2
     assert "has had no worker for 2 s" in one_line(capfd)
     assert not list(tmp_path.iterdir())
@@ -295,7 +263,7 @@ def test_a_dask_cluster_without_workers_ends_in_one_line(tmp_path, capfd, small_
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS], ids=["full", "read-only"])
 @pytest.mark.parametrize("after", [2, 1000], ids=["in-a-worker", "at-the-end"])
-def test_a_full_or_read_only_disk_mid_run_is_one_line(tmp_path, capfd, small_run, monkeypatch, code, after):
+def test_a_full_or_read_only_disk_mid_run_is_one_line(tmp_path, capfd, plain_run, monkeypatch, code, after):
     """The writes of the run start failing after ``after`` files (a worker's shard or dead letters, or the
     launcher's manifest at the end): one line, nothing at --output."""
     from apache_beam.io.filesystems import FileSystems
@@ -310,7 +278,7 @@ def test_a_full_or_read_only_disk_mid_run_is_one_line(tmp_path, capfd, small_run
 
     monkeypatch.setattr(FileSystems, "create", staticmethod(failing))
     output = tmp_path / "out"
-    assert prepare(output, "--input", str(small_run[0]), "--tokenizer", str(GPT2)) == 2
+    assert prepare(output, "--input", str(plain_run[0]), "--tokenizer", str(GPT2)) == 2
     line = one_line(capfd)
     assert f"cannot write {output} ({os.strerror(code)})" in line
     assert not list(tmp_path.iterdir())
