@@ -125,7 +125,9 @@ def test_a_symlinked_output_is_refused_in_one_line(tmp_path, capfd, plain_run, t
 def test_staging_folders_of_crashed_runs_are_removed_and_others_reported(tmp_path, capfd, caplog, plain_run):
     gone = subprocess.Popen(["true"])
     gone.wait()
-    host = socket.gethostname()
+    from poet.pipeline.launch.output import staging_folder
+
+    host = staging_folder(str(tmp_path / "x")).rsplit("@", 1)[1]  # this host, as a run records it
     crashed = tmp_path / f"out.poet-staging-20260101-000000-deadbeef-{gone.pid}@{host}"
     running = tmp_path / f"out.poet-staging-20260101-000000-cafecafe-{os.getpid()}@{host}"
     elsewhere = tmp_path / f"out.poet-staging-20260101-000000-feedfeed-{gone.pid}@another-host"

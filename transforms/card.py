@@ -240,7 +240,7 @@ def _provenance(run: RunDescription, sizes: dict) -> dict:
     tokenizer = run.tokenizer
     source_rows = [[md_text(s.split), md_code(s.file)] for s in run.sources[:LISTED_FILES]]
     if len(run.sources) > LISTED_FILES:
-        source_rows.append(["", f"*and {len(run.sources) - LISTED_FILES:,} more (all in `stats.json`, run.sources)*"])
+        source_rows.append(["", f"*and {len(run.sources) - LISTED_FILES:,} more (all in `{contract.STATS_FILE}`, run.sources)*"])
     sources = _table(["split", "file"], source_rows, align="l")
     repo_rows = [[md_code(repo.repo_id), md_code(repo.requested), md_code(repo.revision)] for repo in run.source_repos]
     tok_rows = [

@@ -25,7 +25,9 @@ When one commit cannot hold everything (``max_files_per_commit``,
 the PR is merged, which lands them on the branch in one step.
 
 The token comes from the argument, ``HF_TOKEN`` or the ``huggingface_hub`` login; it is
-never printed, and Hub errors become one-line :class:`UserError` messages without it.
+never printed, nor is a signed upload URL's query, and Hub errors (a refusal, a timeout:
+:mod:`pipeline.hub.http`, an answer of the wrong shape) become one-line :class:`UserError`
+messages without them. The prepared folder is only read: the card naming the repo is rendered in memory.
 ``HF_ENDPOINT`` (a private Hub deployment) is honoured by ``huggingface_hub`` itself.
 """
 
@@ -397,8 +399,16 @@ def _describe(err: BaseException | None) -> str:
     return ": ".join(parts)
 
 
+_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
+
+
 def _redact(text: str, token: str) -> str:
-    return text.replace(token, "***")
+    """``text`` without the token, nor the query of any URL (a signed upload link's is a credential)."""
+    return _without_queries(text.replace(token, "***"))
+
+
+def _without_queries(text: str) -> str:
+    return _QUERY.sub(r"\1?<redacted>", text)
 
 
 def _offline() -> bool:
@@ -408,9 +418,6 @@ def _offline() -> bool:
     return constants.is_offline_mode() or any((flag or "").upper() in {"1", "ON", "YES", "TRUE"} for flag in flags)
 
 
-_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
-
-
 class _SignedUrlFilter(logging.Filter):
     """``huggingface_hub`` logs each retried request with its URL; for uploads that is a signed storage link
     whose query is a credential: it is logged without its query."""
@@ -418,7 +425,7 @@ class _SignedUrlFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if "?" in message:
-            record.msg, record.args = _QUERY.sub(r"\1?<redacted>", message), None
+            record.msg, record.args = _without_queries(message), None
         return True
 
 

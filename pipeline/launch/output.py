@@ -1,7 +1,8 @@
 """Write the output folder atomically: build it next to the target, move it in when the run succeeded.
 
-A crashed run leaves only ``DIR.poet-staging-*``, never something that looks
-like a complete ``DIR``. The last file written into the staging folder is its
+A crashed run leaves only ``DIR.poet-staging-*-PID@HOST``, never something that
+looks like a complete ``DIR``; the next run on ``DIR`` removes it when that process
+of this host is gone, and names the staging folders it must leave alone. The last file written into the staging folder is its
 manifest (:mod:`transforms.manifest`): it marks a folder poet wrote, the only
 kind ``--overwrite`` replaces. The final move never replaces a folder that
 appeared during the run (another run on the same ``--output``) unless
@@ -159,7 +160,13 @@ _OWNER = re.compile(r"-(\d+)@([A-Za-z0-9._-]+)$")
 
 
 def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "unknown"
+    """This host's name and, on Linux, its process-id namespace: containers that share a host name (``--net=host``)
+    and a folder do not see each other's processes, so their runs must not look like the same host's."""
+    try:
+        namespace = "." + re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        namespace = ""
+    return (re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "unknown") + namespace
 
 
 def clear_crashed_staging(output: str) -> list[str]:
