@@ -176,12 +176,13 @@ def _foreign_split(folder: Path, **columns) -> Path:
 
 @pytest.mark.parametrize("columns, message", [
     ({"chosen_ids": [[4, -5], [6]]}, "holds token id -5"),
+    ({"prompt_ids": [[1, 2**40], [3]]}, f"holds token id {2**40}"),
     ({"prompt_ids": [[], [3]]}, "empty prompt_ids"),
     ({"rejected_ids": [[7], []]}, "empty rejected_ids"),
     ({"ref_chosen_logps": [-1.0, math.nan], "ref_rejected_logps": [-1.0, -2.0]}, "holds nan"),
     ({"ref_chosen_logps": [-1.0, -2.0], "ref_rejected_logps": [-math.inf, -2.0]}, "holds -inf"),
     ({"ref_chosen_logps": [3e38, -2.0], "ref_rejected_logps": [-1.0, -2.0]}, "holds 3e\\+38"),
-], ids=["negative-id", "empty-prompt", "empty-completion", "nan", "-inf", "3e38"])
+], ids=["negative-id", "huge-id", "empty-prompt", "empty-completion", "nan", "-inf", "3e38"])
 def test_trainer_input_is_checked_before_the_first_step(tmp_path, columns, message):
     from poet.trainer.data import load_pairs
     from poet.transforms.errors import UserError

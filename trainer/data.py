@@ -122,30 +122,34 @@ def load_pairs(data: str, split: str) -> Pairs:
         )
     if len(dataset) == 0:
         raise _empty_split(data, split)
+    where = f"split {split!r} of {data}"
     wanted = [*ID_COLUMNS, *(c for c in (contract.ID.name, *REF_COLUMNS) if c in dataset.column_names)]
     table = dataset.select_columns(wanted).with_format("arrow")[:]
     for name in table.column_names:
         if nulls := table.column(name).null_count:
-            raise UserError(f"split {split!r} of {data}: column {name} has {nulls} null value(s); drop those rows")
+            raise UserError(f"{where}: column {name} has {nulls} null value(s); drop those rows")
     has_ids = contract.ID.name in table.column_names
     ids = table.column(contract.ID.name).to_pylist() if has_ids else [str(i) for i in range(len(table))]
     ref = None
     if all(c in table.column_names for c in REF_COLUMNS):
         ref = tuple(table.column(c).to_numpy().astype(np.float64) for c in REF_COLUMNS)
+    for name in ID_COLUMNS:  # before the int32 arrays are made: an id beyond them would wrap around
+        bounds = pc.min_max(pc.list_flatten(table.column(name))).as_py()
+        for bad in (b for b in (bounds["min"], bounds["max"]) if b is not None and not 0 <= b <= _LARGEST_ID):
+            raise UserError(f"{where}: column {name} holds token id {bad}, which no vocabulary has: prepare the "
+                            "data again with `poet prepare`")
     pairs = Pairs(ids, *(Ragged.from_arrow(table.column(c)) for c in ID_COLUMNS), ref)
-    _check_values(pairs, f"split {split!r} of {data}")
+    _check_values(pairs, where)
     return pairs
 
 
+_LARGEST_ID = np.iinfo(np.int32).max  # the vocabulary's own bound is checked against the model (model.check_fits)
+
+
 def _check_values(pairs: Pairs, where: str) -> None:
-    """Token ids are never negative (the vocabulary's upper bound is checked against the model); prompts and
-    completions are never empty (TRL's rule too: with no prompt token, the first completion token is never
-    scored); reference log-probs are finite and at most 0."""
+    """Prompts and completions are never empty (TRL's rule too: with no prompt token, the first completion
+    token is never scored); reference log-probs are finite and at most 0."""
     for name, ragged in zip(ID_COLUMNS, (pairs.prompt, pairs.chosen, pairs.rejected)):
-        if len(ragged.values) and (smallest := int(ragged.values.min())) < 0:
-            row = int(np.searchsorted(ragged.offsets, int(np.argmin(ragged.values)), side="right")) - 1
-            raise UserError(f"{where}: column {name} holds token id {smallest} (id {pairs.ids[row]!r}); token ids "
-                            "are never negative: prepare the data again with `poet prepare`")
         empty = np.flatnonzero(ragged.lengths == 0)
         if len(empty):
             raise UserError(f"{where}: {len(empty)} pair(s) have an empty {name} (first: id {pairs.ids[empty[0]]!r}); "

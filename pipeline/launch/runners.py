@@ -10,8 +10,9 @@
   split by ``--dask_npartitions``; poet's default is one partition per input
   file, since everything downstream keeps the partitions of the file list.
   More partitions than files read the files in parts (:func:`input_parts`).
-  A scheduler that does not answer within ``--dask_connection_timeout`` (30 s
-  by default), and a cluster left without workers for 120 s, end the run in one line.
+  A scheduler that cannot be reached within ``--dask_connection_timeout`` (30 s
+  by default), or does not answer 5 s later, and a cluster left without workers
+  for 120 s, end the run in one line.
 * ``DataflowRunner``: Google Cloud Dataflow (the ``gcp`` extra), set up by Beam.
 
 Any other name is refused with one line listing these.
@@ -40,6 +41,7 @@ _log = logging.getLogger("poet")
 DASK_CONNECT_TIMEOUT = 30.0  # seconds to reach --dask_client_address, unless --dask_connection_timeout says
 NO_WORKERS_TIMEOUT = 120.0  # seconds a Dask cluster may have no worker before the run ends
 _DASK_POLL = 5.0  # seconds between looks at the cluster's workers
+_DASK_HANDSHAKE = 5.0  # seconds a scheduler has to answer once connected
 
 
 def runner_name(options: PipelineOptions) -> str:
@@ -147,10 +149,11 @@ def _dask_runner(options: PipelineOptions, files: int):
         dask.npartitions = files
     if dask.address:
         timeout = dask.timeout or DASK_CONNECT_TIMEOUT
+        bound = timeout + _DASK_HANDSHAKE  # distributed gives up connecting after timeout; then the handshake
         try:
-            workers = asyncio.run(asyncio.wait_for(_count_workers(distributed, dask.address, timeout), timeout))
+            workers = asyncio.run(asyncio.wait_for(_count_workers(distributed, dask.address, timeout), bound))
         except TimeoutError:
-            raise UserError(f"the Dask scheduler at {dask.address} did not answer within {timeout:g} s (is a Dask "
+            raise UserError(f"the Dask scheduler at {dask.address} did not answer within {bound:g} s (is a Dask "
                             "scheduler listening there?); check --dask_client_address, or raise "
                             "--dask_connection_timeout") from None
         except Exception as err:  # noqa: BLE001 - not-an-address (ValueError), tls:// without TLS (TypeError)...
