@@ -98,7 +98,7 @@ def test_dead_letters_are_written_in_file_and_line_order_whatever_the_chunk_orde
     import apache_beam as beam
 
     from poet.pipeline.steps.dead_letters import WriteDeadLetters
-    from poet.pipeline.steps.prepare_pairs import DeadLetters
+    from poet.pipeline.steps.dead_letters import DeadLetters
     from poet.transforms.prepare import DeadLetter, RowOrigin
 
     def chunk(split, file_index, lines):

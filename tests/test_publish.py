@@ -675,7 +675,7 @@ def test_a_repo_id_that_names_a_path_is_one_line(name, capfd):
 
     assert main(["stats", name]) == 2
     err = capfd.readouterr().err
-    assert "neither a local folder nor a Hub dataset id" in err and len(err.strip().splitlines()) == 1, err
+    assert f"no such folder: {name} (nor is it a Hub dataset id" in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])

@@ -21,6 +21,11 @@ from poet.transforms.contract import dead_letter_file, dead_letter_piece
 _COPY_BYTES = 1 << 20
 
 
+class DeadLetters(list):
+    """The dead letters of one chunk of rows, in line order (what :class:`WriteDeadLetters` writes as one piece of its
+    split's file)."""
+
+
 class _WritePiece(beam.DoFn):
     def __init__(self, folder: str):
         self.folder = folder

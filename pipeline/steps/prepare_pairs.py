@@ -7,15 +7,11 @@ from apache_beam.metrics import Metrics
 
 from poet.pipeline.steps.progress import progress
 from poet.pipeline.steps.read import RowBatch
+from poet.pipeline.steps.dead_letters import DeadLetters
 from poet.pipeline.steps.tokenizer_source import TokenizerSource
 from poet.transforms.contract import PrepareOptions
 from poet.transforms.prepare import DeadLetter, OverlappingPreparer, PairPreparer
 from poet.transforms.progress import ProgressSettings
-
-
-class DeadLetters(list):
-    """The dead letters of one chunk of rows, in line order (what :class:`~pipeline.steps.dead_letters.WriteDeadLetters`
-    writes as one piece of its split's file)."""
 
 
 class _PrepareBatch(beam.DoFn):

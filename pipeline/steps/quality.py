@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
+from poet.pipeline.steps.dead_letters import DeadLetters
 from poet.pipeline.steps.progress import progress
 from poet.pipeline.steps.read import RowBatch, open_input
 from poet.transforms.decontamination import NgramIndex, eval_prompts
 from poet.transforms.errors import UserError, describe, unreadable_file
-from poet.transforms.prepare import DeadLetter
 from poet.transforms.progress import ProgressSettings
 from poet.transforms.contract import TRAIN_SPLIT, PrepareOptions
 from poet.transforms.quality import (Duplicate, QualityCheck, TestSize, apply, duplicates, last_test_prompt,
@@ -152,13 +152,14 @@ class _Apply(beam.DoFn):
         progress(self.progress).count_prepared(0, len(dead))
         for split in sorted(kept):
             yield RowBatch(kept[split])
-        yield from dead
+        if dead:
+            yield DeadLetters(sorted(dead, key=lambda letter: letter.origin.sort_key))
 
 
 class DataQuality(beam.PTransform):
     """Chunks of ``(RowOrigin, SourceRow)`` → ``(chunks, dead_letters)``: the rows that pass rules 1-4 of
-    :mod:`transforms.quality`, split by ``--test-size``, in chunks of one split and one file; one ``DeadLetter``
-    per row set aside."""
+    :mod:`transforms.quality`, split by ``--test-size``, in chunks of one split and one file; the rows set aside as
+    one :class:`DeadLetters` list per chunk."""
 
     def __init__(self, options: PrepareOptions, conversational: bool, eval_files: list[tuple[str, str]],
                  progress: ProgressSettings):
@@ -194,17 +195,19 @@ class DataQuality(beam.PTransform):
             )
         return (
             decided | "Kept" >> beam.Filter(lambda out: isinstance(out, RowBatch)).with_output_types(RowBatch),
-            decided | "SetAside" >> beam.Filter(lambda out: isinstance(out, DeadLetter)),
+            decided | "SetAside" >> beam.Filter(lambda out: isinstance(out, DeadLetters)),
         )
 
 
 class CountContaminated(beam.PTransform):
-    """Dead letters → ``(eval source, pairs it contaminated)`` for every source that matched one."""
+    """Lists of dead letters (:class:`DeadLetters`) → ``(eval source, pairs it contaminated)`` for every source
+    that matched one."""
 
     def expand(self, dead_letters):
         return (
             dead_letters
-            | "Contaminated" >> beam.Filter(lambda d: d.reason == Reason.CONTAMINATED.value)
+            | "Contaminated" >> beam.FlatMap(lambda letters: [d for d in letters
+                                                              if d.reason == Reason.CONTAMINATED.value])
             | "BySource" >> beam.Map(lambda d: (dict(d.extra)["eval_source"], 1))
             | "Count" >> beam.CombinePerKey(sum)
         )
