@@ -258,6 +258,24 @@ def test_the_data_quality_options_on_a_dask_cluster_like_pandas_and_in_process(t
     assert (tmp_path / "one" / "README.md").read_bytes() == (tmp_path / "dask" / "README.md").read_bytes()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_prepare_preference_pairs_in_a_users_pipeline_on_the_dask_cluster_gives_the_commands_rows(tmp_path,
+                                                                                              dask_cluster):
+    from test_api import a_users_row, command_output, conversational_records, transform_output
+
+    source, records = conversational_records(tmp_path)
+    assert prepare(tmp_path / "command", "--input", str(source), "--tokenizer", str(MINIMIND), "--max-length", "512",
+                   "--batch-size", "16") == 0
+    rows, letters = command_output(tmp_path / "command")
+    before = dask_cluster.executed_tasks()
+    from apache_beam.runners.dask.dask_runner import DaskRunner
+
+    got = transform_output(records, MINIMIND, tmp_path / "dask", DaskRunner(), max_length=512, batch_size=16,
+                           beam_args=("--dask_client_address", dask_cluster.address))
+    assert len(rows) > 50 and got == (rows, [letter for letter in letters if a_users_row(json.loads(letter)["row"])])
+    assert dask_cluster.executed_tasks() > before, dask_cluster.logs()
+
+
 def test_runner_problems_are_one_line(tmp_path, capsys):
     args = ["--input", str(SHAREGPT_SAMPLE), "--tokenizer", str(MINIMIND)]
     assert prepare(tmp_path / "out", *args, "--runner", "FlinkRunner") == 2

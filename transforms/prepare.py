@@ -111,24 +111,25 @@ def _lengths(ids: TokenizedPair, truncated: TruncatedPair, eos_id: int) -> PairL
     )
 
 
-def parse(source: SourceRow, fmt: str | None, conversational: bool) -> PreferencePair:
+def parse(source: SourceRow, fmt: str | None, conversational: bool | None) -> PreferencePair:
     """The first step of every row: its TRL-form pair, or :class:`RowRejected` (unparsable line, invalid pair,
-    a pair of the other kind than the run's)."""
+    a pair of the other kind than the run's; ``conversational`` None: either kind)."""
     if source.pair is not None:
         return source.pair
     if source.reason is not None:
         raise RowRejected(source.reason, source.error)
     pair = normalize(source.record, fmt)
-    if pair.conversational != conversational:
+    if conversational is not None and pair.conversational != conversational:
         kind = "conversational" if pair.conversational else "plain-text"
         raise RowRejected(Reason.MIXED_KINDS, f"a {kind} pair in a dataset of the other kind")
     return pair
 
 
 class PairPreparer:
-    """Normalise, tokenize and truncate a batch of source rows, all of one kind (``conversational`` or not)."""
+    """Normalise, tokenize and truncate a batch of source rows, all of one kind (``conversational`` or not;
+    None: rows of either kind)."""
 
-    def __init__(self, tokenizer, options: PrepareOptions, conversational: bool):
+    def __init__(self, tokenizer, options: PrepareOptions, conversational: bool | None):
         self.pair_tokenizer = PairTokenizer(tokenizer)
         self.options = options
         self.conversational = conversational

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import os
 import sys
+from collections.abc import Mapping
 
 from poet.pipeline.commands import prepare as prepare_command
 from poet.pipeline.commands import publish as publish_command
@@ -92,6 +93,29 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away, e.g. `poet stats DIR | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141
+
+
+def parse_keywords(command: str, positional: list, keywords: Mapping[str, object]) -> argparse.Namespace:
+    """The arguments of ``poet COMMAND`` given as keywords (see :mod:`pipeline.commands.api`): each is a long
+    option in snake_case; ``True`` is a flag given, ``False`` or ``None`` an option left out, a list an
+    option repeated. Parsed by the command's own parser, so the same values are accepted and refused."""
+    argv = [command, *map(str, positional)]
+    for name, value in keywords.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not False and value is not None:
+            argv += [f"{flag}={item}" for item in (value if isinstance(value, (list, tuple)) else [value])]
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        name = extra[0].split("=", 1)[0]
+        close = did_you_mean(name, args._parser._option_string_actions)
+        keyword = name.removeprefix("--").replace("-", "_")
+        hint = f"did you mean {close.removeprefix('--').replace('-', '_')}?" if close else f"see poet {command} --help"
+        raise UserError(f"unknown option {keyword}; {hint}")
+    args.beam_args = []
+    return args
 
 
 def console() -> None:

@@ -15,6 +15,7 @@ from poet.pipeline.commands.beam_args import check_beam_args
 from poet.pipeline.commands.logs import quiet_logging
 from poet.pipeline.commands.options import add_arguments as _add_prepare_arguments
 from poet.pipeline.commands.options import options_from_args
+from poet.transforms.contract import PrepareOptions
 from poet.transforms.errors import UserError
 
 
@@ -31,23 +32,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     quiet_logging()
     check_beam_args(args.beam_args, sorted(args._parser._option_string_actions), "poet prepare")
-    options = options_from_args(args)
+    from apache_beam.options.pipeline_options import PipelineOptions
 
-    from poet.pipeline.launch.prepare import run as run_pipeline
     from poet.transforms.stats_table import render
 
-    document = run_pipeline(options, args.beam_args)
+    options = options_from_args(args)
+    document, published = prepare_and_publish(options, PipelineOptions(args.beam_args))
     print(render(document))
     print(f"\nwrote {options.output}")
-    if options.push_to_hub:
-        import shlex
-
-        from poet.pipeline.hub.publish import publish
-
-        try:
-            result = publish(options.output, options.push_to_hub)
-        except UserError as err:
-            raise UserError(f"{err}. The dataset is ready in {options.output}; to publish it, run: poet publish "
-                            f"{shlex.quote(options.output)} --repo-id {options.push_to_hub}") from None
-        print(result)
+    if published is not None:
+        print(published)
     return 0
+
+
+def prepare_and_publish(options: PrepareOptions, beam_options) -> tuple[dict, object]:
+    """The job of ``poet prepare`` (and ``poet.prepare``): the stats document of the folder written, and the
+    result of publishing it with ``--push-to-hub`` (else None)."""
+    from poet.pipeline.launch.prepare import run as run_pipeline
+
+    document = run_pipeline(options, beam_options)
+    if not options.push_to_hub:
+        return document, None
+    import shlex
+
+    from poet.pipeline.hub.publish import publish
+
+    try:
+        return document, publish(options.output, options.push_to_hub)
+    except UserError as err:
+        raise UserError(f"{err}. The dataset is ready in {options.output}; to publish it, run: poet publish "
+                        f"{shlex.quote(options.output)} --repo-id {options.push_to_hub}") from None

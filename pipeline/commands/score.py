@@ -23,6 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Beam options pass through, e.g. --runner DataflowRunner --project P --region R."
 
 
+def config_from_args(args: argparse.Namespace):
+    from poet.pipeline.steps.score_dataset import ScoreConfig
+
+    return ScoreConfig(
+        source=str(args.dataset), output=args.output.rstrip("/"), reference=reference_from_args(args),
+        revision=args.revision, overwrite=args.overwrite, batch_size=args.batch_size,
+        ref_model_copies=args.ref_model_copies,
+    )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from poet.pipeline.commands.beam_args import check_beam_args
     from poet.pipeline.commands.logs import quiet_logging
@@ -30,16 +40,13 @@ def run(args: argparse.Namespace) -> int:
     quiet_logging()  # before Beam is imported: its import logs "apitools not found"
     check_beam_args(args.beam_args, sorted(args._parser._option_string_actions), "poet score")
 
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     from poet.pipeline.launch.score import run as run_score
-    from poet.pipeline.steps.score_dataset import ScoreConfig
     from poet.transforms.stats_table import render
 
-    config = ScoreConfig(
-        source=args.dataset, output=args.output.rstrip("/"), reference=reference_from_args(args),
-        revision=args.revision, overwrite=args.overwrite, batch_size=args.batch_size,
-        ref_model_copies=args.ref_model_copies,
-    )  # fmt: skip
-    document = run_score(config, args.beam_args)
+    config = config_from_args(args)
+    document = run_score(config, PipelineOptions(args.beam_args))
     print(render(document))
     print(f"\nwrote {config.output}")
     return 0

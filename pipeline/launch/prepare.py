@@ -69,17 +69,16 @@ def describe_run(options: PrepareOptions, plan: InputPlan, tokenizer,
     )
 
 
-def run(options: PrepareOptions, beam_args: list[str]) -> dict:
+def run(options: PrepareOptions, beam_options: PipelineOptions) -> dict:
     """Run the whole job; return the stats document of the finished folder."""
     check_output(options.output, options.overwrite)
     with PlotHelper() as plots:  # it gets ready while the rest starts up
-        return _run(options, beam_args, plots)
+        return _run(options, beam_options, plots)
 
 
-def _run(options: PrepareOptions, beam_args: list[str], plots: PlotHelper) -> dict:
+def _run(options: PrepareOptions, beam_options: PipelineOptions, plots: PlotHelper) -> dict:
     plan = plan_inputs(options)
     evals = plan_eval_files(options, source_name)
-    beam_options = PipelineOptions(beam_args)
     runner = choose_runner(beam_options, len(plan.files))
     source = TokenizerSource.resolve(options.tokenizer, carry=not on_this_machine(runner))
     tokenizer = source.load()

@@ -30,7 +30,7 @@ def _source_folder(config: ScoreConfig) -> str:
     return str(fetch_prepared(config.source, revision=config.revision))
 
 
-def run(config: ScoreConfig, beam_args: list[str]) -> dict:
+def run(config: ScoreConfig, options: PipelineOptions) -> dict:
     """Score every shard of ``config.source`` into ``config.output``; return the new stats document."""
     check_output(config.output, config.overwrite)
     source = _source_folder(config)
@@ -57,7 +57,6 @@ def run(config: ScoreConfig, beam_args: list[str]) -> dict:
     config = dataclasses.replace(config, reference=reference)
 
     dead_letters = [m.path for m in FileSystems.match([f"{source}/{DEAD_LETTER_DIR}/*"])[0].metadata_list]
-    options = PipelineOptions(beam_args)
     with PlotHelper() as plots:  # it gets ready while the model scores
         return run_staged(
             config.output, config.overwrite, choose_runner(options, len(shards)), options,

@@ -23,7 +23,7 @@ class _PrepareBatch(beam.DoFn):
     ``process``: Beam's Dask runner drops what ``finish_bundle`` emits.
     """
 
-    def __init__(self, tokenizer: TokenizerSource, options: PrepareOptions, conversational: bool,
+    def __init__(self, tokenizer: TokenizerSource, options: PrepareOptions, conversational: bool | None,
                  progress: ProgressSettings):
         self.tokenizer = tokenizer
         self.options = options
@@ -87,7 +87,7 @@ class PreparePairs(beam.PTransform):
 
     BATCHES_PER_CHUNK = 8
 
-    def __init__(self, tokenizer: TokenizerSource, options: PrepareOptions, conversational: bool,
+    def __init__(self, tokenizer: TokenizerSource, options: PrepareOptions, conversational: bool | None,
                  progress: ProgressSettings):
         super().__init__()
         self.tokenizer = tokenizer
