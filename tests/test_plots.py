@@ -183,71 +183,15 @@ def test_no_text_leaves_the_figure_or_runs_into_another_panel(document, monkeypa
         assert _layout_problems(figure) == []
 
 
-# --------------------------------------------------------------------------- drawn by a helper process
+# --------------------------------------------------------------------------- drawn by the launcher
 
 
-def _helpers() -> set[int]:
-    import psutil
-
-    return {child.pid for child in psutil.Process().children(recursive=True)
-            if "poet.pipeline.launch.plot_helper" in " ".join(child.cmdline())}
-
-
-def test_the_helper_draws_the_same_bytes_and_a_dead_helper_costs_nothing_but_time():
-    from poet.pipeline.launch.plot_helper import PlotHelper
-
-    document = _scored(document_of([pair(c, r) for c in range(1, 80, 3) for r in range(2, 90, 5)]))
-    document["splits"]["test"] = document["splits"]["train"]
-    expected = render_plots(document)
-    assert len(expected) == 5
-    with PlotHelper() as helper:
-        assert len(_helpers()) == 1
-        assert helper.render(document) == expected
-        helper._process.kill()  # e.g. the out-of-memory killer
-        assert helper.render(document) == expected
-    assert _helpers() == set()
-
-
-def test_a_helper_that_cannot_start_is_silent_and_the_launcher_draws(tmp_path, monkeypatch, capfd):
-    import sys
-
-    from poet.pipeline.launch.plot_helper import PlotHelper
-
-    broken = tmp_path / "python"
-    broken.write_text("#!/bin/sh\necho 'Traceback: no module named poet' >&2\nexit 1\n")
-    broken.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(broken))
-    document = document_of([pair(10, 20), pair(30, 5)])
-    with PlotHelper() as helper:
-        helper._process.wait()
-        assert helper.render(document) == render_plots(document)
-    assert "Traceback" not in capfd.readouterr().err
-
-
-def test_the_helper_ignores_ctrl_c_which_the_launcher_reports():
-    import signal
-
-    from poet.pipeline.launch.plot_helper import PlotHelper
-
-    document = document_of([pair(10, 20), pair(30, 5)])
-    with PlotHelper() as helper:
-        helper._process.send_signal(signal.SIGINT)
-        assert helper.render(document) == render_plots(document)
-        assert helper._process.poll() is None
-
-
-def test_a_prepare_run_draws_its_plots_in_the_helper_and_leaves_it_not_running(tmp_path, monkeypatch):
+def test_a_prepare_run_draws_the_plots_of_its_stats_json(tmp_path):
     from conftest import HH_SAMPLE, MINIMIND, prepare
-    from poet.pipeline.launch import plot_helper
 
-    def not_here(*args, **kwargs):
-        raise AssertionError("the launcher drew the plots itself")
-
-    monkeypatch.setattr(plot_helper, "render_plots", not_here)
     rows = tmp_path / "rows.jsonl"
     with gzip.open(HH_SAMPLE, "rt", encoding="utf-8") as handle:
         rows.write_text("".join(line for _, line in zip(range(20), handle)), encoding="utf-8")
     assert prepare(tmp_path / "out", "--input", str(rows), "--tokenizer", str(MINIMIND)) == 0
     document = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert {p: (tmp_path / "out" / p).read_bytes() for p in plot_paths("train").values()} == render_plots(document)
-    assert _helpers() == set()

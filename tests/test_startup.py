@@ -101,9 +101,9 @@ def test_shards_are_byte_identical_to_before(prepared_sample):
     assert written == BEFORE[pyarrow.__version__]
 
 
-def test_the_poet_command_ends_without_teardown_but_with_its_output_and_exit_handlers(tmp_path):
-    """``console`` (the ``poet`` script) leaves with ``os._exit``: what it printed to a pipe (block-buffered)
-    still arrives, exit handlers still run, and the exit status is main's."""
+def test_the_poet_command_ends_with_its_output_its_exit_handlers_and_mains_status(tmp_path):
+    """``console`` (the ``poet`` script): what it printed to a pipe (block-buffered) arrives, exit handlers
+    run, and the exit status is main's."""
     from importlib.metadata import entry_points
 
     assert entry_points(group="console_scripts")["poet"].value == "poet.pipeline.commands.cli:console"

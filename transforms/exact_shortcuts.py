@@ -129,10 +129,11 @@ class ChatRenderer:
     rendering the same template source in the same sandbox with the same
     variables gives the same text. Each render also skips what
     ``Template.render`` redoes every time: flattening the template's globals
-    (a ``ChainMap``) into the context. The sandbox stays, with its attribute
-    checks answered once per class (see :class:`_SafeAttributeMemo`), and each
-    conversation is rendered within a :class:`~transforms.template_budget.RenderBudget`.
-    Falls back to ``apply_chat_template`` (unbounded) when those internals move.
+    (a ``ChainMap``) into the context. The template renders in transformers'
+    own jinja sandbox, as jinja ships it, each conversation within a
+    :class:`~transforms.template_budget.RenderBudget` (hooked in through the
+    sandbox's documented extension points). Falls back to
+    ``apply_chat_template`` (unbounded) when those internals move.
     """
 
     def __init__(self, template, variables: dict, budget: RenderBudget):
@@ -154,7 +155,9 @@ class ChatRenderer:
             source = tokenizer.get_chat_template(None, None)
             variables = _plain_template_data(dict(tokenizer.special_tokens_map))
             budget = budget or RenderBudget()
-            template = _SafeAttributeMemo.compile(_compile_jinja_template(source).environment, source, budget)
+            overlay = _compile_jinja_template(source).environment.overlay()  # the same settings, hooked by the budget
+            budget.install(overlay)
+            template = budget.compile(overlay, source)
             renderer = cls(template, variables, budget)
             renderer.render([[{"role": "user", "content": "hi"}]], True)  # the internals used are all there
         except Exception:  # noqa: BLE001 - any change in transformers' or jinja's internals: use the public API
@@ -177,46 +180,6 @@ class ChatRenderer:
         except Exception:
             environment.handle_exception()  # re-raises, as Template.render does
         return out
-
-
-class _SafeAttributeMemo:
-    """jinja's sandbox check ``is_safe_attribute(obj, attr, value)``, answered once per ``(type(obj), attr)``.
-
-    A chat template asks it on every attribute it reads (``loop.first``,
-    ``message.content``...), a third of a render. In jinja's own
-    ``SandboxedEnvironment`` and ``ImmutableSandboxedEnvironment`` the answer
-    depends only on the attribute's name and on ``isinstance`` tests of
-    ``obj``, that is on its class (and on which classes the ``collections.abc``
-    ABCs count as mutable, fixed for a run), so remembering it per class
-    changes no answer: a template refused an attribute is still refused it.
-    Objects that report another ``__class__`` than their type are asked every
-    time.
-    """
-
-    def __init__(self, check):
-        self.check, self.known = check, {}
-
-    @classmethod
-    def compile(cls, environment, source: str, budget: RenderBudget):
-        """``source`` compiled in an overlay of ``environment`` (same settings, filters, globals, extensions)
-        within ``budget``, whose check is memoized; with any other sandbox class, not memoized."""
-        from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
-
-        overlay = environment.overlay()
-        budget.install(overlay)
-        if type(environment) in (SandboxedEnvironment, ImmutableSandboxedEnvironment):
-            overlay.is_safe_attribute = cls(overlay.is_safe_attribute)
-        return budget.compile(overlay, source)
-
-    def __call__(self, obj, attr: str, value) -> bool:
-        kind = type(obj)
-        if obj.__class__ is not kind:
-            return self.check(obj, attr, value)
-        try:
-            return self.known[kind, attr]
-        except KeyError:
-            safe = self.known[kind, attr] = self.check(obj, attr, value)
-            return safe
 
 
 _PLAIN_KEYS = frozenset(("role", "content"))

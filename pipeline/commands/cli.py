@@ -8,8 +8,6 @@ together, so ``poet --help`` stays fast (heavy imports happen inside ``run``).
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
 import os
 import sys
 from collections.abc import Mapping
@@ -119,21 +117,8 @@ def parse_keywords(command: str, positional: list, keywords: Mapping[str, object
 
 
 def console() -> None:
-    """The ``poet`` command: :func:`main`, then leave without tearing the interpreter down.
-
-    When ``main`` returns, every file of the run is closed and in place (a
-    prepared folder is committed by renaming its staging folder). Taking apart
-    the modules a run imported (Beam, transformers, pyarrow, matplotlib) would
-    still cost about 0.4 s on a laptop, as much as a small run's own work, for
-    nothing. So the exit handlers run (logging, temporary folders, ...), the
-    standard streams are flushed, and the process ends with ``os._exit``.
-    """
-    code = main()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a reader gone away, a closed stream: nothing to keep
-            stream.flush()
-    os._exit(code)
+    """The ``poet`` command."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":

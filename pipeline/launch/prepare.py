@@ -18,7 +18,6 @@ from poet.pipeline.hub.input_files import is_hub_path
 from poet.pipeline.launch.inputs import (EvalPlan, InputPlan, input_bytes, plan_eval_files, plan_inputs,
                                          read_parts)
 from poet.pipeline.launch.output import check_output
-from poet.pipeline.launch.plot_helper import PlotHelper
 from poet.pipeline.launch.runners import choose_runner, input_parts, on_this_machine, run_in_process
 from poet.pipeline.launch.staged import run_staged
 from poet.pipeline.steps.prepare_dataset import PrepareDataset
@@ -72,11 +71,6 @@ def describe_run(options: PrepareOptions, plan: InputPlan, tokenizer,
 def run(options: PrepareOptions, beam_options: PipelineOptions) -> dict:
     """Run the whole job; return the stats document of the finished folder."""
     check_output(options.output, options.overwrite)
-    with PlotHelper() as plots:  # it gets ready while the rest starts up
-        return _run(options, beam_options, plots)
-
-
-def _run(options: PrepareOptions, beam_options: PipelineOptions, plots: PlotHelper) -> dict:
     plan = plan_inputs(options)
     evals = plan_eval_files(options, source_name)
     runner = choose_runner(beam_options, len(plan.files))
@@ -108,7 +102,6 @@ def _run(options: PrepareOptions, beam_options: PipelineOptions, plots: PlotHelp
                 options, plan, reads, source, staging, run_description, progress, evals,
                 spread=not run_in_process(runner, beam_options)
             ),
-            plots,
         )  # fmt: skip
     finally:
         end_progress()

@@ -10,7 +10,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from poet.pipeline.launch.output import check_output
-from poet.pipeline.launch.plot_helper import PlotHelper
 from poet.pipeline.launch.runners import choose_runner
 from poet.pipeline.launch.staged import read_stats, run_staged
 from poet.pipeline.steps.reference import check_reference_model
@@ -57,15 +56,13 @@ def run(config: ScoreConfig, options: PipelineOptions) -> dict:
     config = dataclasses.replace(config, reference=reference)
 
     dead_letters = [m.path for m in FileSystems.match([f"{source}/{DEAD_LETTER_DIR}/*"])[0].metadata_list]
-    with PlotHelper() as plots:  # it gets ready while the model scores
-        return run_staged(
-            config.output, config.overwrite, choose_runner(options, len(shards)), options,
-            f"poet score: {len(shards)} shard(s) of {config.source}",
-            lambda staging: "ScorePreparedDataset" >> ScorePreparedDataset(
-                config, shards, document, features.arrow_schema, features, staging, sorted(dead_letters)
-            ),
-            plots,
-        )
+    return run_staged(
+        config.output, config.overwrite, choose_runner(options, len(shards)), options,
+        f"poet score: {len(shards)} shard(s) of {config.source}",
+        lambda staging: "ScorePreparedDataset" >> ScorePreparedDataset(
+            config, shards, document, features.arrow_schema, features, staging, sorted(dead_letters)
+        ),
+    )
 
 
 def _longest_sequence(document: dict, run: RunDescription) -> int | None:

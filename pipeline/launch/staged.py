@@ -19,12 +19,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from poet.pipeline.launch.output import (clear_crashed_staging, commit, discard, staging_folder, write_manifest,
                                          write_problem)
-from poet.pipeline.launch.plot_helper import PlotHelper
 from poet.pipeline.launch.runners import release, wait
 from poet.pipeline.steps.metadata import write_bytes
 from poet.transforms import stats_file
 from poet.transforms.contract import STATS_FILE
 from poet.transforms.errors import InputFileError
+from poet.transforms.plots import render_plots
 
 _log = logging.getLogger("poet")
 
@@ -36,7 +36,7 @@ def read_stats(folder: str) -> dict:
 
 
 def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, what: str,
-               job: Callable[[str], beam.PTransform], plots: PlotHelper) -> dict:
+               job: Callable[[str], beam.PTransform]) -> dict:
     """Run ``job(staging folder)`` on a fresh pipeline, draw the plots of its ``stats.json``, then move the
     finished folder to ``output`` (nothing is left behind if it fails or is interrupted); returns the folder's
     stats document."""
@@ -56,7 +56,7 @@ def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, w
                 finally:
                     release(result)
                 document = read_stats(staging)
-                for path, png in plots.render(document).items():
+                for path, png in render_plots(document).items():
                     write_bytes(f"{staging}/{path}", png)
                 write_manifest(staging, document)
                 commit(staging, output, overwrite)

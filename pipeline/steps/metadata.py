@@ -4,7 +4,7 @@ A thin Beam wrapper: the statistics document and the card are built by
 ``transforms.stats_file`` and ``transforms.card``; this DoFn only gathers its
 inputs (merged statistics, the shard manifest, the shards' file sizes) and
 writes the files through Beam's ``FileSystems`` (local, ``gs://``...). The
-plots are drawn from ``stats.json`` by the launcher (see :mod:`pipeline.launch.plot_helper`).
+plots are drawn from ``stats.json`` by the launcher (see :mod:`pipeline.launch.staged`).
 """
 
 from __future__ import annotations
