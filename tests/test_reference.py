@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import HH_SAMPLE, MINIMIND, prepare, without_timing
 
-from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
+from poet.transforms.contract import REF_COLUMN_NAMES
 
 PAIRS = 200
 
@@ -78,7 +78,7 @@ def independent_logps(model_path: Path, rows: list[dict]) -> np.ndarray:
 
 
 def stored_logps(rows: list[dict]) -> np.ndarray:
-    return np.array([[row[c] for c in REF_COLUMNS] for row in rows])
+    return np.array([[row[c] for c in REF_COLUMN_NAMES] for row in rows])
 
 
 @pytest.mark.parametrize("kind", ["poet", "no-poet"])
@@ -90,7 +90,7 @@ def test_columns_equal_an_independent_float64_forward_pass(scored, tiny_model, k
     np.testing.assert_allclose(stored_logps(rows), expected, rtol=1e-6, atol=0)
     # the other columns are those of the same run without --ref-model
     plain = read_rows(scored[f"{kind}-plain"])
-    assert [{k: v for k, v in r.items() if k not in REF_COLUMNS} for r in rows] == plain
+    assert [{k: v for k, v in r.items() if k not in REF_COLUMN_NAMES} for r in rows] == plain
 
 
 FLOAT32_OPTIONS = ("--ref-batch-tokens", 2048, "--batch-size", 64, "--max-shard-size", "200KB")
@@ -144,7 +144,7 @@ def test_poet_score_adds_the_columns_to_a_prepared_folder(scored, tiny_model, tm
     assert sorted(p.name for p in (out / "data").iterdir()) == source_files
     rows, reference = read_rows(out), read_rows(scored["poet"])
     # the same rows and columns as `poet prepare --ref-model`, the sums to float32 rounding
-    assert [{k: v for k, v in r.items() if k not in REF_COLUMNS} for r in rows] == read_rows(scored["poet-plain"])
+    assert [{k: v for k, v in r.items() if k not in REF_COLUMN_NAMES} for r in rows] == read_rows(scored["poet-plain"])
     np.testing.assert_allclose(stored_logps(rows), stored_logps(reference), rtol=1e-6)
     assert pq.read_schema(out / "data" / source_files[0]).equals(
         pq.read_schema(scored["poet"] / "data" / source_files[0]), check_metadata=True

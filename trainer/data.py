@@ -24,7 +24,6 @@ from poet.transforms.errors import UserError
 from poet.transforms.poet_rule import poet_length
 
 ID_COLUMNS = contract.TRAINER_COLUMNS  # prompt, chosen and rejected token ids, in that order
-REF_COLUMNS = contract.REF_COLUMN_NAMES
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def load_pairs(data: str, split: str) -> Pairs:
     if len(dataset) == 0:
         raise _empty_split(data, split)
     where = f"split {split!r} of {data}"
-    wanted = [*ID_COLUMNS, *(c for c in (contract.ID.name, *REF_COLUMNS) if c in dataset.column_names)]
+    wanted = [*ID_COLUMNS, *(c for c in (contract.ID.name, *contract.REF_COLUMN_NAMES) if c in dataset.column_names)]
     table = dataset.select_columns(wanted).with_format("arrow")[:]
     for name in table.column_names:
         if nulls := table.column(name).null_count:
@@ -131,8 +130,8 @@ def load_pairs(data: str, split: str) -> Pairs:
     has_ids = contract.ID.name in table.column_names
     ids = table.column(contract.ID.name).to_pylist() if has_ids else [str(i) for i in range(len(table))]
     ref = None
-    if all(c in table.column_names for c in REF_COLUMNS):
-        ref = tuple(table.column(c).to_numpy().astype(np.float64) for c in REF_COLUMNS)
+    if all(c in table.column_names for c in contract.REF_COLUMN_NAMES):
+        ref = tuple(table.column(c).to_numpy().astype(np.float64) for c in contract.REF_COLUMN_NAMES)
     for name in ID_COLUMNS:  # before the int32 arrays are made: an id beyond them would wrap around
         bounds = pc.min_max(pc.list_flatten(table.column(name))).as_py()
         for bad in (b for b in (bounds["min"], bounds["max"]) if b is not None and not 0 <= b <= _LARGEST_ID):
@@ -154,7 +153,7 @@ def _check_values(pairs: Pairs, where: str) -> None:
         if len(empty):
             raise UserError(f"{where}: {len(empty)} pair(s) have an empty {name} (first: id {pairs.ids[empty[0]]!r}); "
                             "every prompt and completion needs a token: drop them before training")
-    for name, values in zip(REF_COLUMNS, pairs.ref_logps or ()):
+    for name, values in zip(contract.REF_COLUMN_NAMES, pairs.ref_logps or ()):
         bad = np.flatnonzero(~np.isfinite(values) | (values > 0))
         if len(bad):
             raise UserError(f"{where}: column {name} holds {float(values[bad[0]])!r} (id {pairs.ids[bad[0]]!r}), which is "

@@ -26,14 +26,14 @@ from transformers import get_scheduler
 
 from poet.trainer.checkpoint import load_checkpoint, read_state, save_checkpoint
 from poet.trainer.config import TrainConfig
-from poet.trainer.data import REF_COLUMNS, BatchPlan, Pairs, collate, load_pairs, sharded_batches
+from poet.trainer.data import BatchPlan, Pairs, collate, load_pairs, sharded_batches
 from poet.trainer.logps import Batch, CompletionLogps, completion_logps
 from poet.trainer.reference import iter_reference_logps
 from poet.trainer.metrics import PAIR_METRICS, TOKEN_METRICS, MetricSums, MetricsLog
 from poet.trainer.model import check_fits, disable_dropout, load_model, load_reference, load_tokenizer, pad_token_id
 from poet.trainer.plots import plot_curves
 from poet.trainer.registry import LOSSES
-from poet.transforms.contract import STATS_FILE
+from poet.transforms.contract import REF_COLUMN_NAMES, STATS_FILE
 from poet.transforms.errors import UserError
 from poet.transforms.reference import ReferenceModel
 
@@ -317,7 +317,7 @@ def _load_split(config: TrainConfig, split: str, is_train: bool) -> Pairs:
     # On POET shards (equal completion lengths) --poet scores every stored token: the columns still apply.
     if pairs.ref_logps is not None and config.poet and not np.array_equal(pairs.chosen.lengths, pairs.rejected.lengths):
         raise UserError(
-            f"split {split!r} carries {'/'.join(REF_COLUMNS)} computed on its untruncated completions, "
+            f"split {split!r} carries {'/'.join(REF_COLUMN_NAMES)} computed on its untruncated completions, "
             "which --poet would mask differently: drop --poet, or drop those columns"
         )
     return pairs
@@ -361,7 +361,7 @@ def _reference_model(config: TrainConfig, splits: dict[str, Pairs], device: torc
     missing = [split for split, pairs in splits.items() if pairs.ref_logps is None]
     if stored:
         _check_stored_reference(config)
-        _say(f"{config.loss} reference of {', '.join(stored)}: the stored {'/'.join(REF_COLUMNS)} columns"
+        _say(f"{config.loss} reference of {', '.join(stored)}: the stored {'/'.join(REF_COLUMN_NAMES)} columns"
              + ("; no reference model loaded" if not missing else ""))  # fmt: skip
     if not missing:
         return None

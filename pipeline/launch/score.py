@@ -14,8 +14,7 @@ from poet.pipeline.launch.runners import choose_runner
 from poet.pipeline.launch.staged import read_stats, run_staged
 from poet.pipeline.steps.reference import check_reference_model
 from poet.pipeline.steps.score_dataset import ScoreConfig, ScorePreparedDataset
-from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
-from poet.transforms.contract import DEAD_LETTER_DIR, STATS_FILE, RunDescription
+from poet.transforms.contract import DEAD_LETTER_DIR, REF_COLUMN_NAMES, STATS_FILE, RunDescription
 from poet.transforms.errors import UserError, describe
 from poet.transforms.schema import preference_features
 
@@ -48,10 +47,10 @@ def run(config: ScoreConfig, options: PipelineOptions) -> dict:
     features = preference_features(conversational=bool(run.conversational), include_text=run.options.include_text,
                                    reference=True)
     with FileSystems.open(shards[0][2]) as handle:
-        source_columns = set(pq.read_schema(handle).names) - set(REF_COLUMNS)
-    if source_columns != set(features) - set(REF_COLUMNS):
+        source_columns = set(pq.read_schema(handle).names) - set(REF_COLUMN_NAMES)
+    if source_columns != set(features) - set(REF_COLUMN_NAMES):
         raise UserError(f"the shards of {config.source} do not have the columns `poet prepare` writes "
-                        f"({', '.join(sorted(source_columns ^ (set(features) - set(REF_COLUMNS))))} differ)")
+                        f"({', '.join(sorted(source_columns ^ (set(features) - set(REF_COLUMN_NAMES))))} differ)")
     reference = check_reference_model(config.reference, run.tokenizer.vocab_size, _longest_sequence(document, run))
     config = dataclasses.replace(config, reference=reference)
 

@@ -22,7 +22,7 @@ from poet.pipeline.steps.read import RowBatch
 from poet.transforms.errors import UserError, first_line
 from poet.transforms.prepare import PreparedRow
 from poet.transforms.reference import ReferenceModel, ReferenceStats
-from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
+from poet.transforms.contract import REF_COLUMN_NAMES
 from poet.transforms.contract import TOKEN_COLUMN_NAMES
 
 _log = logging.getLogger("poet")
@@ -91,7 +91,7 @@ def _scored(rows: RowBatch, scorer) -> tuple[RowBatch, ReferenceStats]:
     stats, scored = ReferenceStats(), RowBatch()
     _, chosen_ids, rejected_ids = TOKEN_COLUMN_NAMES
     for r, (chosen, rejected) in zip(rows, sums.tolist()):
-        scored.append(PreparedRow(r.origin, {**r.row, **dict(zip(REF_COLUMNS, (chosen, rejected)))}, r.lengths))
+        scored.append(PreparedRow(r.origin, {**r.row, **dict(zip(REF_COLUMN_NAMES, (chosen, rejected)))}, r.lengths))
         stats.add(chosen, len(r.row[chosen_ids]), rejected, len(r.row[rejected_ids]), scorer.used)
     return scored, stats
 

@@ -20,8 +20,7 @@ from poet.pipeline.steps.metadata import file_sizes, write_metadata
 from poet.pipeline.steps.read import RowBatch
 from poet.pipeline.steps.reference import ScoreReference
 from poet.pipeline.steps.write_shards import WriteShards
-from poet.transforms.contract import REF_COLUMN_NAMES as REF_COLUMNS
-from poet.transforms.contract import DEAD_LETTER_DIR, RunDescription
+from poet.transforms.contract import DEAD_LETTER_DIR, REF_COLUMN_NAMES, RunDescription
 from poet.transforms.prepare import PreparedRow, RowOrigin
 from poet.transforms.reference import ReferenceModel, reference_section
 from poet.transforms.stats_file import shard_entries
@@ -48,7 +47,7 @@ class _ReadShard(beam.DoFn):
         split, index, path = spec
         with FileSystems.open(path) as handle:
             table = pq.read_table(handle)
-        table = table.drop_columns([c for c in REF_COLUMNS if c in table.column_names])  # re-scored
+        table = table.drop_columns([c for c in REF_COLUMN_NAMES if c in table.column_names])  # re-scored
         for start in range(0, table.num_rows, self.chunk_rows):
             rows = table.slice(start, self.chunk_rows).to_pylist()
             yield RowBatch(PreparedRow(RowOrigin(split, path, index, start + i), row, None) for i, row in enumerate(rows))
