@@ -121,6 +121,7 @@ def test_the_poet_command_ends_with_its_output_its_exit_handlers_and_mains_statu
     done = poet("prepare", "--input", str(rows), "--tokenizer", str(SMOLLM2), "--output", str(out))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-2:] == [f"wrote {out}", "exit handlers ran"]
+    assert "type hint will be ignored" not in done.stderr  # Beam's warning about a mistaken type hint
     assert (out / STATS_FILE).exists()
     failed = poet("prepare", "--input", str(rows), "--tokenizer", str(SMOLLM2), "--output", str(out),
                   "--max-lenght", "64")

@@ -38,7 +38,7 @@ class GatherTagged(beam.PTransform):
     step depends on).
     """
 
-    def expand(self, pcolls: dict):
+    def expand(self, pcolls):  # {tag: PCollection}; no annotation: Beam would read a dict as a type hint
         pipeline = next(iter(pcolls.values())).pipeline
         tags = list(pcolls)
         tagged = [pipeline | "Once" >> beam.Create([(None, None)])]  # so even empty inputs give one dict
