@@ -14,7 +14,7 @@ Per split (file names from :func:`transforms.contract.plot_file`):
 Matplotlib's object API with the Agg canvas is used directly, never ``pyplot``, so
 nothing global changes and the functions are safe in any process (Beam workers,
 tests). Margins are fixed in inches instead of computed by a layout engine
-(constrained layout measured every text twice, 40% of the drawing time); a test
+(constrained layout measures every text twice); a test
 checks that no text leaves the figure or runs into another panel. PNGs carry
 no software version or date, so the same statistics give the same bytes with
 the same matplotlib.

@@ -41,11 +41,11 @@ class RowBatchCoder(beam.coders.PickleCoder):
 
     Beam samples the encoded size of what every step outputs (a metric: mean
     bytes per element), nearly every element when they are few and large like
-    these. Encoding a batch just to measure it cost a fifth of a 5x run's
-    Beam overhead; the first row's size times the row count is the same metric
-    within the spread of row sizes, for one row's pickle. Beam keeps the
-    estimate in a signed 32-bit counter, so it is capped there: one large
-    first row times many rows would overflow it and end the run.
+    these. Encoding a batch just to measure it would pickle it twice; the first
+    row's size times the row count is the same metric within the spread of row
+    sizes, for one row's pickle. Beam keeps the estimate in a signed 32-bit
+    counter, so it is capped there: one large first row times many rows would
+    overflow it and end the run.
     """
 
     def _create_impl(self):
