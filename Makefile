@@ -26,6 +26,7 @@ demo: $(VENV)/.installed
 		--license mit --output $(DEMO_OUT) --overwrite
 	@echo "load it with: datasets.load_dataset('$(DEMO_OUT)')"
 
+# the suite includes a static check: mypy resolves every poet.* import (tests/test_static_imports.py)
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
@@ -33,4 +34,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache .mypy_cache
