@@ -3,6 +3,7 @@ features and the card's columns come from it, and the run description survives s
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -16,35 +17,64 @@ from poet.transforms.stats_file import build_stats_document, dumps
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_FOLDERS = ("pipeline", "transforms", "trainer", "dataset_cards", "benchmarks")
 WORK = REPO / "benchmarks" / "_work"
-# Names that cannot be mistaken for English or for an input field (the text columns share the names of TRL's
-# input fields, which transforms/formats.py reads); folders count when used as a path ("data/...").
-NAMES = [name for name in contract.COLUMNS if "_" in name] + [contract.CARD_FILE, contract.STATS_FILE,
-                                                                contract.DEAD_LETTER_DIR]
-FOLDERS = [contract.DATA_DIR, contract.PLOTS_DIR]
-_LITERAL = re.compile(r"""(["'])((?:(?!\1).)*\b(?:%s)\b(?:(?!\1).)*|(?:(?!\1).)*\b(?:%s)/(?:(?!\1).)*)\1"""
-                      % ("|".join(map(re.escape, NAMES)), "|".join(map(re.escape, FOLDERS))))
+# Every column name but the text columns' (prompt, chosen, rejected are also the input fields of TRL's formats,
+# which transforms/formats.py reads, and the length quantities of the statistics), with or without an
+# underscore (id), and the file and folder names; a folder counts when used as a path ("data/...").
+NAMES = {name for name in contract.COLUMNS if contract.COLUMNS[name] not in contract.TEXT_COLUMNS} | {
+    contract.CARD_FILE, contract.STATS_FILE, contract.MANIFEST_FILE, contract.DEAD_LETTER_DIR}
+FOLDERS = (contract.DATA_DIR, contract.PLOTS_DIR)
+
+
+def spells_a_name(text: str) -> bool:
+    """Whether a string constant is a contract name, or a path with one in it."""
+    parts = text.split("/")
+    return (text in NAMES or any(part in NAMES for part in parts if "." in part or "_" in part)
+            or any(folder in parts[:-1] for folder in FOLDERS))
+
+
+def string_constants(source: str):
+    """``(line, text)`` of every string constant of Python source (f-strings' literal parts too), docstrings
+    left out."""
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+
+
+def template_strings(source: str):
+    """``(line, text)`` of the string literals inside the card template's Jinja expressions."""
+    for number, line in enumerate(source.splitlines(), 1):
+        for expression in re.findall(r"{[{%](.*?)[%}]}", line):
+            for _, text in re.findall(r"""(["'])(.*?)\1""", expression):
+                yield number, text
 
 
 def test_file_and_column_names_are_spelled_in_the_contract_only():
-    """No quoted string of the code or the card template holds a column, file or folder name of the contract."""
+    """No string constant of the code (its syntax tree, docstrings aside) or of the card template's expressions
+    holds a column, file or folder name of the contract."""
     found = []
     for folder in PACKAGE_FOLDERS:
         for path in sorted((REPO / folder).rglob("*")):
             if path.suffix not in (".py", ".j2") or path.name == "contract.py" or WORK in path.parents:
                 continue  # benchmarks/_work holds generated files, e.g. an older commit's code to compare with
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                stripped = line.strip()
-                if stripped.startswith(("#", '"""', "{#")) or path.suffix == ".j2" and "{{" not in line:
-                    continue  # comments, docstrings' first lines and the card's prose about columns
-                for match in _LITERAL.finditer(line.split(" # ")[0]):
-                    found.append(f"{path.relative_to(REPO)}:{number}: {match.group(2)}")
+            source = path.read_text(encoding="utf-8")
+            strings = string_constants(source) if path.suffix == ".py" else template_strings(source)
+            found += [f"{path.relative_to(REPO)}:{number}: {text!r}" for number, text in strings if spells_a_name(text)]
     assert found == []
 
 
 def test_the_checker_above_would_see_a_spelled_name():
-    assert _LITERAL.search('row["chosen_ids"]') and _LITERAL.search("open(f'{folder}/stats.json')")
-    assert _LITERAL.search('glob("data/*.parquet")') and _LITERAL.search("'README.md'")
-    assert not _LITERAL.search("pair.chosen_ids") and not _LITERAL.search('"the data is conversational"')
+    def seen(source: str) -> bool:
+        return any(spells_a_name(text) for _, text in string_constants(source))
+
+    assert seen('row["chosen_ids"]') and seen("open(f'{folder}/stats.json')") and seen('row["id"]')
+    assert seen('glob("data/*.parquet")') and seen("name = 'README.md'") and seen('f"{out}/dead_letter/{s}"')
+    assert not seen("pair.chosen_ids") and not seen('"the data is conversational"') and not seen('"identity"')
+    assert not seen('def f():\n    """Reads stats.json and the chosen_ids column."""')
+    assert any(spells_a_name(t) for _, t in template_strings("{{ row['ref_chosen_logps'] }} and chosen_ids"))
 
 
 def test_shard_names_follow_the_pattern():
