@@ -65,6 +65,14 @@ def test_errors_are_the_commands_lines(tmp_path, capsys):
         poet.publish(tmp_path, "user/name", publish=True)
     assert not (tmp_path / "out").exists()
 
+    from poet.pipeline.commands.cli import main
+
+    assert main(["score", str(tmp_path / "missing"), "--output", str(tmp_path / "scored"), "--ref-model", "m"]) == 2
+    printed = capsys.readouterr().err.strip()
+    with pytest.raises(poet.UserError) as raised:
+        poet.score(tmp_path / "missing", tmp_path / "scored", ref_model="m")
+    assert printed == f"poet score: error: {raised.value}"
+
 
 # --- PreparePreferencePairs in a pipeline of one's own --------------------------------------------------------
 
