@@ -18,12 +18,13 @@ ARG EXTRAS=gcp
 
 WORKDIR /opt/poet
 COPY pyproject.toml setup.py README.md ./
+COPY poet ./poet
 COPY pipeline ./pipeline
 COPY transforms ./transforms
 COPY trainer ./trainer
 COPY dataset_cards ./dataset_cards
 # The base image already holds apache-beam[gcp] at BEAM_VERSION, which satisfies the project's pin;
 # a non-editable install, so workers import the installed copy whatever their working directory.
-RUN pip install --no-cache-dir ".[${EXTRAS}]" && python -c "import poet.pipeline.steps.prepare_dataset, poet.transforms.card, poet.dataset_cards"
+RUN pip install --no-cache-dir ".[${EXTRAS}]" && python -c "import poet.pipeline.steps.prepare_dataset, poet.transforms.card, poet.dataset_cards; poet.prepare"
 
 # The base image's entrypoint (/opt/apache/beam/boot) starts the Beam worker harness: keep it.
