@@ -119,9 +119,12 @@ def transform_output(records: list[dict], tokenizer: Path, folder: Path, runner=
 
     import poet
 
+    def as_in_a_file(element) -> str:  # dead_letter/*.jsonl writes NaN and infinities as strings, to stay JSON
+        return json.dumps(json.loads(json.dumps(element), parse_constant=str), sort_keys=True)
+
     def write(keyed):
         name, elements = keyed
-        (folder / name).write_text(json.dumps(sorted(json.dumps(x, sort_keys=True) for x in elements)))
+        (folder / name).write_text(json.dumps(sorted(as_in_a_file(x) for x in elements)))
 
     folder.mkdir(parents=True, exist_ok=True)
     with beam.Pipeline(runner=runner, options=PipelineOptions(list(beam_args))) as pipeline:

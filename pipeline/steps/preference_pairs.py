@@ -101,5 +101,5 @@ class PreparePreferencePairs(beam.PTransform):
         )
         return PreparedPairs(
             rows | "Rows" >> beam.FlatMap(lambda batch: [prepared.row for prepared in batch]),
-            dead_letters | "DeadLetters" >> beam.Map(_dead_letter),
+            dead_letters | "DeadLetters" >> beam.FlatMap(lambda letters: [_dead_letter(letter) for letter in letters]),
         )
