@@ -8,14 +8,18 @@ import sys
 
 from poet.transforms.errors import InputFileError
 
+REACH_THREAD = "poet-reach-output"  # the thread that looks at a remote --output (pipeline.launch.output)
+
 
 def _worth_showing(record: logging.LogRecord) -> bool:
     """Hide what would repeat or mislead: the runner's traceback of an input file's problem or of an interruption
     (poet says each in one line), apache-beam's warning, without its [gcp] extra, about BigQuery clients
-    nothing here uses, and RunInference's (``--ref-model``) that it cannot measure memory without its optional
-    model manager."""
+    nothing here uses, RunInference's (``--ref-model``) that it cannot measure memory without its optional
+    model manager, the Dataflow runner's choice of pickler, and the retries of the bounded look at a remote
+    ``--output`` (its outcome is one line: see ``pipeline.launch.output``)."""
     message = str(record.msg)
-    return not (message.startswith(("apitools not found", "KeyboardInterrupt", "Resource module is not available"))
+    return not (record.threadName == REACH_THREAD or message.startswith(("apitools not found", "KeyboardInterrupt", "Resource module is not available",
+                                  "Runner defaulting to pickling library"))
                 or InputFileError.MARKER in message
                 or (record.exc_info and InputFileError.MARKER in str(record.exc_info[1])))
 

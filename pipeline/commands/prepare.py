@@ -34,10 +34,14 @@ def run(args: argparse.Namespace) -> int:
     check_beam_args(args.beam_args, sorted(args._parser._option_string_actions), "poet prepare")
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from poet.pipeline.launch.dataflow import DryRun
     from poet.transforms.stats_table import render
 
     options = options_from_args(args)
     document, published = prepare_and_publish(options, PipelineOptions(args.beam_args))
+    if isinstance(document, DryRun):
+        print(document.summary)
+        return 0
     print(render(document))
     print(f"\nwrote {options.output}")
     if published is not None:
@@ -46,12 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prepare_and_publish(options: PrepareOptions, beam_options) -> tuple[dict, object]:
-    """The job of ``poet prepare`` (and ``poet.prepare``): the stats document of the folder written, and the
-    result of publishing it with ``--push-to-hub`` (else None)."""
+    """The job of ``poet prepare`` (and ``poet.prepare``): the stats document of the folder written (with
+    ``--dry_run True``, the Dataflow job's summary), and the result of publishing it with ``--push-to-hub``
+    (else None)."""
+    from poet.pipeline.launch.dataflow import DryRun
     from poet.pipeline.launch.prepare import run as run_pipeline
 
     document = run_pipeline(options, beam_options)
-    if not options.push_to_hub:
+    if isinstance(document, DryRun) or not options.push_to_hub:  # a dry run wrote nothing to publish
         return document, None
     import shlex
 

@@ -14,7 +14,7 @@ from poet.pipeline.commands.options import add_reference_arguments, positive_int
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DIR_OR_REPO_ID",
-                        help="folder written by `poet prepare` (local or gs://) or Hub dataset repo id")
+                        help="folder written by `poet prepare` (local or gs://) or Hub dataset repo id (read through hf://)")
     parser.add_argument("--output", required=True, metavar="DIR", help="new folder (local or gs://)")
     parser.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -42,11 +42,15 @@ def run(args: argparse.Namespace) -> int:
 
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from poet.pipeline.launch.dataflow import DryRun
     from poet.pipeline.launch.score import run as run_score
     from poet.transforms.stats_table import render
 
     config = config_from_args(args)
     document = run_score(config, PipelineOptions(args.beam_args))
+    if isinstance(document, DryRun):
+        print(document.summary)
+        return 0
     print(render(document))
     print(f"\nwrote {config.output}")
     return 0

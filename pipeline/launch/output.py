@@ -17,15 +17,17 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
 import uuid
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from poet.pipeline.commands.logs import REACH_THREAD
 from poet.transforms import manifest
 from poet.transforms.contract import MANIFEST_FILE
-from poet.transforms.errors import UserError
+from poet.transforms.errors import UserError, first_line
 
 _SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
 
@@ -44,10 +46,36 @@ def check_output(output: str, overwrite: bool) -> None:
     """Refuse, before any work, an ``--output`` the run could not (or must not) end up replacing."""
     if _is_local(output):
         _check_local_output(output)
-    if _exists(output):
+    if _exists(output) if _is_local(output) else _reach(output):
         if not overwrite:
             raise UserError(f"output folder {output} already exists; pass --overwrite to replace it")
         _check_replaceable(output)
+
+
+REACH_TIMEOUT_S = 20.0
+
+
+def _reach(output: str) -> bool:
+    """Whether a remote ``output`` exists, asked once with a bound: an unreachable object store is one line
+    after ``REACH_TIMEOUT_S``, not minutes of the client's retries and a traceback. The question is asked in a
+    daemon thread, which a hung client cannot keep from ending the command."""
+    answer: list = []
+
+    def ask():
+        try:
+            answer.append(_exists(output))
+        except Exception as err:  # noqa: BLE001 - no credentials, no such bucket...: reported below
+            answer.append(err)
+
+    asking = threading.Thread(target=ask, name=REACH_THREAD, daemon=True)
+    asking.start()
+    asking.join(REACH_TIMEOUT_S)
+    if not answer:
+        raise UserError(f"cannot reach --output {output}: no answer in {REACH_TIMEOUT_S:.0f} s; check the network "
+                        "and the credentials (gcloud auth application-default login)")
+    if isinstance(answer[0], Exception):
+        raise UserError(f"cannot reach --output {output}: {first_line(answer[0])}")
+    return answer[0]
 
 
 def _check_local_output(output: str) -> None:

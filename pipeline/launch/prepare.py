@@ -12,13 +12,15 @@ import importlib.metadata
 import os
 import sys
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from poet.pipeline.hub.input_files import is_hub_path
+from poet.pipeline.launch.dataflow import DryRun, JobFacts, dry_run, reference_facts
 from poet.pipeline.launch.inputs import (EvalPlan, InputPlan, input_bytes, plan_eval_files, plan_inputs,
                                          read_parts)
 from poet.pipeline.launch.output import check_output
-from poet.pipeline.launch.runners import choose_runner, input_parts, on_this_machine, run_in_process
+from poet.pipeline.launch.runners import check_runner, choose_runner, input_parts, on_this_machine, run_in_process
 from poet.pipeline.launch.staged import run_staged
 from poet.pipeline.steps.prepare_dataset import PrepareDataset
 from poet.pipeline.steps.progress import end_progress
@@ -68,9 +70,14 @@ def describe_run(options: PrepareOptions, plan: InputPlan, tokenizer,
     )
 
 
-def run(options: PrepareOptions, beam_options: PipelineOptions) -> dict:
-    """Run the whole job; return the stats document of the finished folder."""
-    check_output(options.output, options.overwrite)
+def run(options: PrepareOptions, beam_options: PipelineOptions) -> dict | DryRun:
+    """Run the whole job; return the stats document of the finished folder (a dry run: the job's summary)."""
+    worker_paths = [("--input", spec.pattern) for spec in options.input_specs] + [("--output", options.output)]
+    if options.reference is not None:
+        worker_paths.append(("--ref-model", options.reference.name))
+    dry = check_runner(beam_options, worker_paths)
+    if not dry:  # a dry run writes nothing: no output to check
+        check_output(options.output, options.overwrite)
     plan = plan_inputs(options)
     evals = plan_eval_files(options, source_name)
     runner = choose_runner(beam_options, len(plan.files))
@@ -92,19 +99,33 @@ def run(options: PrepareOptions, beam_options: PipelineOptions) -> dict:
             options, reference=check_reference_model(options.reference, len(tokenizer), options.max_length)
         )
     run_description = describe_run(options, plan, tokenizer, evals)
-    kind = "conversational" if plan.conversational else "plain-text"
     progress = progress_settings(options, plan, runner, beam_options)
     reads = read_parts(plan.files, input_parts(runner, beam_options))
+
+    def job(folder: str) -> beam.PTransform:
+        return "PrepareDataset" >> PrepareDataset(options, plan, reads, source, folder, run_description, progress, evals,
+                                                  spread=not run_in_process(runner, beam_options))
+
+    if dry:
+        return dry_run(runner, beam_options, job, options.output, JobFacts(
+            inside=(source.describe(), *reference_facts(options.reference)),
+            reads=tuple(f"{split}: {len(paths)} file(s), {paths[0]}{' ...' if len(paths) > 1 else ''}"
+                        for split, paths in _files_by_split(plan).items()),
+            writes=options.output,
+        ))  # fmt: skip
+    kind = "conversational" if plan.conversational else "plain-text"
     try:
-        return run_staged(
-            options.output, options.overwrite, runner, beam_options, f"poet: {len(plan.files)} file(s), {kind} data",
-            lambda staging: "PrepareDataset" >> PrepareDataset(
-                options, plan, reads, source, staging, run_description, progress, evals,
-                spread=not run_in_process(runner, beam_options)
-            ),
-        )  # fmt: skip
+        return run_staged(options.output, options.overwrite, runner, beam_options,
+                          f"poet: {len(plan.files)} file(s), {kind} data", job)
     finally:
         end_progress()
+
+
+def _files_by_split(plan: InputPlan) -> dict[str, list[str]]:
+    files: dict[str, list[str]] = {}
+    for split, _, path in plan.files:
+        files.setdefault(split, []).append(path)
+    return files
 
 
 def progress_settings(options: PrepareOptions, plan: InputPlan, runner,

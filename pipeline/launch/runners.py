@@ -13,7 +13,9 @@
   A scheduler that cannot be reached within ``--dask_connection_timeout`` (30 s
   by default), or does not answer 5 s later, and a cluster left without workers
   for 120 s, end the run in one line.
-* ``DataflowRunner``: Google Cloud Dataflow (the ``gcp`` extra), set up by Beam.
+* ``DataflowRunner``: Google Cloud Dataflow (the ``gcp`` extra), set up by Beam;
+  its setup is checked first and ``--dry_run True`` builds its job without
+  submitting it (see :mod:`pipeline.launch.dataflow`).
 
 Any other name is refused with one line listing these.
 """
@@ -25,6 +27,7 @@ import logging
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from poet.pipeline.launch import dataflow
 from poet.transforms.errors import UserError, first_line
 
 RUNNERS = {
@@ -55,6 +58,19 @@ def runner_name(options: PipelineOptions) -> str:
             return known
     listed = "; ".join(f"{known} ({where})" for known, where in RUNNERS.items())
     raise UserError(f"unknown --runner {given!r}; poet runs on {listed}")
+
+
+def check_runner(options: PipelineOptions, worker_paths: list[tuple[str, str]]) -> bool:
+    """Before any work: the runner's name and setup, and on Dataflow the ``(what, path)`` its workers open.
+    Returns whether this is a dry run (``--dry_run True``, Dataflow only)."""
+    name = runner_name(options)
+    dry_run = dataflow.is_dry_run(options)
+    if dry_run and name != "DataflowRunner":
+        raise UserError("--dry_run builds a Dataflow job without submitting it: pass --runner DataflowRunner too")
+    if name == "DataflowRunner":
+        dataflow.check_setup(options)
+        dataflow.check_worker_paths(worker_paths, dry_run)
+    return dry_run
 
 
 def choose_runner(options: PipelineOptions, files: int):

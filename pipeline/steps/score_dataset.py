@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from poet.pipeline.steps.gather import GatherTagged, Spread
 from poet.pipeline.steps.metadata import file_sizes, write_metadata
-from poet.pipeline.steps.read import RowBatch
+from poet.pipeline.steps.read import RowBatch, open_input
 from poet.pipeline.steps.reference import ScoreReference
 from poet.pipeline.steps.write_shards import WriteShards
 from poet.transforms.contract import DEAD_LETTER_DIR, REF_COLUMN_NAMES, RunDescription
@@ -45,7 +45,7 @@ class _ReadShard(beam.DoFn):
 
     def process(self, spec):
         split, index, path = spec
-        with FileSystems.open(path) as handle:
+        with open_input(path) as handle:  # Hub shards through hf://, pinned to one commit by the launcher
             table = pq.read_table(handle)
         table = table.drop_columns([c for c in REF_COLUMN_NAMES if c in table.column_names])  # re-scored
         for start in range(0, table.num_rows, self.chunk_rows):

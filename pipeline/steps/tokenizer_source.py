@@ -44,6 +44,13 @@ class TokenizerSource:
             return cls(name, files)
         return cls(name)
 
+    def describe(self) -> str:
+        """What travels inside the job: the carried files, or the name workers load the tokenizer from."""
+        if self.files:
+            size = sum(len(data) for data in self.files.values())
+            return f"tokenizer {self.name} ({len(self.files)} files, {size / 2**20:.2f} MiB, carried in the job)"
+        return f"tokenizer {self.name} (a name: each worker loads it)"
+
     def load(self):
         """The tokenizer, loaded on the first call in this process for these files (then shared)."""
         return _load(self.name, tuple(self.files.items()), _folder_state(self.name) if not self.files else ())
