@@ -12,7 +12,6 @@ appeared during the run (another run on the same ``--output``) unless
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -25,6 +24,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from poet.pipeline.commands.logs import REACH_THREAD
+from poet.pipeline.steps.file_records import RECORDS, read_records
 from poet.transforms import manifest
 from poet.transforms.contract import MANIFEST_FILE
 from poet.transforms.errors import UserError, first_line
@@ -159,19 +159,26 @@ def _cannot_write(output: str, code: int) -> UserError:
 
 
 def write_manifest(folder: str, document: dict) -> None:
-    """Record the size and sha256 of every file in ``folder``, and the rows of every shard (from ``document``)."""
+    """Record the size and sha256 of every file in ``folder``, and the rows of every shard (from ``document``).
+
+    Built from the records the writers made as they wrote (:mod:`pipeline.steps.file_records`): the launcher
+    lists the folder and reads those small records, never a shard. A file without a record, or of another
+    size than its record says, is a bug, not something to hash here."""
     shards = {shard["file"]: (split, shard["num_rows"])
               for split, files in document.get("shards", {}).items() for shard in files}
     prefix = folder.rstrip("/") + "/"
+    records = read_records(folder)
     entries = []
     for meta in FileSystems.match([prefix + "**"])[0].metadata_list:
         path = meta.path[len(prefix):].replace(os.sep, "/") if _is_local(folder) else meta.path[len(prefix):]
-        digest = hashlib.sha256()
-        with FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
+        if path.startswith(RECORDS + "/"):
+            continue
+        record = records.get(path)
+        if record is None or record.size != meta.size_in_bytes:
+            raise RuntimeError(f"{meta.path} was written without a record of its bytes")
         split, rows = shards.get(path, (None, None))
-        entries.append(manifest.FileEntry(path, meta.size_in_bytes, digest.hexdigest(), split, rows))
+        entries.append(manifest.FileEntry(path, record.size, record.sha256, split, rows))
+    discard(prefix + RECORDS)
     with FileSystems.create(prefix + MANIFEST_FILE) as handle:
         handle.write(manifest.dumps(entries).encode("utf-8"))
 

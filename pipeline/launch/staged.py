@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from poet.pipeline.launch.output import (clear_crashed_staging, commit, discard, staging_folder, write_manifest,
                                          write_problem)
 from poet.pipeline.launch.runners import release, wait
-from poet.pipeline.steps.metadata import write_bytes
+from poet.pipeline.steps.file_records import write_recorded
 from poet.transforms import stats_file
 from poet.transforms.contract import STATS_FILE
 from poet.transforms.errors import InputFileError
@@ -57,7 +57,7 @@ def run_staged(output: str, overwrite: bool, runner, options: PipelineOptions, w
                     release(result)
                 document = read_stats(staging)
                 for path, png in render_plots(document).items():
-                    write_bytes(f"{staging}/{path}", png)
+                    write_recorded(staging, path, png)
                 write_manifest(staging, document)
                 commit(staging, output, overwrite)
             except Exception as err:  # a runner wraps a worker's error in its own: find an input or output problem

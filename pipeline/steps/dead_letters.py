@@ -21,6 +21,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from poet.pipeline.steps.file_records import create_recorded
 from poet.transforms.contract import dead_letter_file, dead_letter_piece
 
 _COPY_BYTES = 1 << 20
@@ -51,8 +52,7 @@ class _JoinPieces(beam.DoFn):
     def process(self, grouped):
         split, pieces = grouped
         pieces = sorted(pieces)  # one record per piece: (first and last file and line, path, count)
-        with FileSystems.create(f"{self.folder}/{dead_letter_file(split)}",
-                                compression_type=CompressionTypes.UNCOMPRESSED) as target:
+        with create_recorded(self.folder, dead_letter_file(split)) as target:  # hashed as written: the manifest's
             for group in _overlapping(pieces):
                 if len(group) == 1:
                     with _open(group[0][2]) as piece:

@@ -12,17 +12,13 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from poet.pipeline.steps.file_records import write_recorded
 from poet.pipeline.steps.gather import GatherTagged
 from poet.transforms.contract import CARD_FILE, STATS_FILE, RunDescription
 from poet.transforms.decontamination import decontamination_section
 from poet.transforms.reference import reference_section
 from poet.transforms.stats import LengthStats
 from poet.transforms.stats_file import build_stats_document, dumps
-
-
-def write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(path) as handle:
-        handle.write(data)
 
 
 def file_sizes(folder: str, names: list[str]) -> dict[str, int]:
@@ -42,8 +38,8 @@ def write_metadata(folder: str, document: dict, features, repo_id: str | None = 
     """Write ``README.md`` and, last, ``stats.json`` (whose presence marks a finished pipeline)."""
     from poet.transforms.card import render_card
 
-    write_bytes(f"{folder}/{CARD_FILE}", render_card(document, features, repo_id=repo_id).encode("utf-8"))
-    write_bytes(f"{folder}/{STATS_FILE}", dumps(document).encode("utf-8"))
+    write_recorded(folder, CARD_FILE, render_card(document, features, repo_id=repo_id).encode("utf-8"))
+    write_recorded(folder, STATS_FILE, dumps(document).encode("utf-8"))
 
 
 class _WriteMetadata(beam.DoFn):

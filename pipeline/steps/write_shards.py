@@ -24,6 +24,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from poet.pipeline.steps.file_records import create_recorded
 from poet.pipeline.steps.gather import Gather, Spread
 from poet.transforms.contract import shard_file
 from poet.transforms.schema import estimate_nbytes
@@ -64,8 +65,9 @@ def parquet_options(schema: pa.Schema) -> dict:
             **get_parquet_column_options(Features.from_arrow_schema(schema), schema)}
 
 
-def write_parquet(path: str, pieces: Iterable[pa.Table], schema: pa.Schema) -> int:
-    """Write one shard from Arrow tables, in order; return its Arrow size in bytes.
+def write_parquet(folder: str, name: str, pieces: Iterable[pa.Table], schema: pa.Schema) -> int:
+    """Write one shard ``folder/name`` from Arrow tables, in order, hashed as it is written (its record: see
+    :mod:`pipeline.steps.file_records`); return its Arrow size in bytes.
 
     Features in the schema metadata, :func:`parquet_options`, row groups of
     ``ROW_GROUP_SIZE``: the same bytes as ``datasets``' ``Dataset.to_parquet``
@@ -73,7 +75,7 @@ def write_parquet(path: str, pieces: Iterable[pa.Table], schema: pa.Schema) -> i
     contiguous chunk), and the same Arrow size (a table's ``nbytes`` is the
     sum of its row groups'), but with one row group in memory at a time.
     """
-    with FileSystems.create(path) as handle:
+    with create_recorded(folder, name) as handle:
         stream = _ParquetStream(handle, schema)
         for piece in pieces:
             stream.write(piece)
@@ -182,7 +184,7 @@ class _WriteShard(beam.DoFn):
 
     def process(self, job: ShardJob):
         pieces = (_read_fragment(path).slice(first, rows) for path, first, rows in job.pieces)
-        nbytes = write_parquet(f"{self.folder}/{job.name}", pieces, self.schema)
+        nbytes = write_parquet(self.folder, job.name, pieces, self.schema)
         yield job.split, job.name, job.rows, nbytes
 
 
