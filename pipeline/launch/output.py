@@ -241,7 +241,8 @@ def discard(folder: str) -> None:
 
 
 def commit(staging: str, output: str, overwrite: bool) -> None:
-    """Move ``staging`` to ``output`` (a rename on local disks, copy-and-delete on object stores).
+    """Move ``staging`` to ``output`` (a rename on local disks; on object stores, which have no rename, each file
+    is copied inside the store, the manifest last, then the staging folder deleted: nothing passes through here).
 
     A folder at ``output`` that appeared during the run is replaced only with ``overwrite``, and only if poet wrote it.
     """
@@ -270,5 +271,7 @@ def commit(staging: str, output: str, overwrite: bool) -> None:
         return
     discard(output)
     sources = [m.path for m in FileSystems.match([staging.rstrip("/") + "/**"])[0].metadata_list]
-    FileSystems.rename(sources, [output + path[len(staging):] for path in sources])
+    last = [path for path in sources if path.endswith("/" + MANIFEST_FILE)]  # a folder with it is complete
+    for batch in ([path for path in sources if path not in last], last):
+        FileSystems.rename(batch, [output + path[len(staging):] for path in batch])  # copies inside the store
     discard(staging)
