@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[train,test,dask]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[train,test,dask,gcp]'
 	touch $@
 
 demo: $(VENV)/.installed
