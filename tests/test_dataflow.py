@@ -101,14 +101,15 @@ def _args() -> list[str]:
 
 
 @pytest.mark.parametrize("case", ["no project", "no region", "no temp_location", "bad temp_location",
-                                  "local input", "dry run elsewhere", "no gcp extra"])
+                                  "local input", "dry run elsewhere", "no gcp extra", "job too large"])
 def test_each_dataflow_setup_mistake_is_one_line(case, tmp_path, offline, capsys, monkeypatch):
     cloud = dict(zip(CLOUD[::2], CLOUD[1::2]))
     expected = {"no project": "needs --project", "no region": "needs --region",
                 "no temp_location": "needs --temp_location", "bad temp_location": "temp_location",
                 "local input": "Dataflow workers cannot reach paths of this machine: --input",
                 "dry run elsewhere": "pass --runner DataflowRunner too",
-                "no gcp extra": "pip install 'poet-data[gcp]'"}[case]
+                "no gcp extra": "pip install 'poet-data[gcp]'",
+                "job too large": "over Dataflow's 0.00 MiB limit: pass --tokenizer as a Hub id"}[case]
     if case.startswith("no ") and case != "no gcp extra":
         del cloud["--" + case[3:]]
     if case == "bad temp_location":
@@ -117,6 +118,11 @@ def test_each_dataflow_setup_mistake_is_one_line(case, tmp_path, offline, capsys
         cloud = {"--dry_run": "True"}
     if case == "no gcp extra":  # as without the extra: the Dataflow runner's module cannot be imported
         monkeypatch.setitem(sys.modules, "apache_beam.runners.dataflow.dataflow_runner", None)
+    if case == "job too large":  # a dry run finds it: the job is built, then measured
+        from poet.pipeline.launch import dataflow
+
+        monkeypatch.setattr(dataflow, "JOB_REQUEST_LIMIT", 1000)
+        cloud["--dry_run"] = "True"
     output = str(tmp_path / "out") if case == "local input" else "gs://my-bucket/out"
     assert prepare(output, *_args(), *[part for item in cloud.items() for part in item]) == 2
     line = _one_line(capsys)

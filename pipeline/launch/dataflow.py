@@ -71,7 +71,7 @@ def check_worker_paths(paths: Iterable[tuple[str, str]], dry_run: bool) -> None:
 class JobFacts:
     """What the summary says besides the job itself: what travels inside it, where its workers read and write."""
 
-    inside: tuple[str, ...]  # e.g. "tokenizer smollm2 (3 files, 2.3 MB)"
+    inside: tuple[str, ...]  # e.g. "tokenizer ./smollm2 (2 files, 1.56 MiB, carried in the job)"
     reads: tuple[str, ...]
     writes: str
 

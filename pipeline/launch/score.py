@@ -42,16 +42,14 @@ def _source_folder(config: ScoreConfig) -> str:
     """Where the workers read the shards: a local or object-store folder as is; a Hub repo through ``hf://``,
     pinned to the commit its revision points at now (so every worker reads the same shards)."""
     url = _source_url(config.source)
-    if not is_hub_path(url):
-        if "://" not in url and not os.path.isdir(url):
-            raise UserError(f"{config.source} is neither a folder nor a Hub dataset id like user/name")
+    parsed = parse_dataset(url) if is_hub_path(url) else None
+    if parsed is not None:
+        repo_id, revision = parsed
+        pinned = resolve_revision(repo_id, config.revision or revision or "main")
+        return f"{SCHEME}datasets/{pinned.repo_id}@{pinned.revision}"
+    if ("://" in url and not is_hub_path(url)) or os.path.isdir(url):
         return url
-    parsed = parse_dataset(url)
-    if parsed is None:
-        raise UserError(f"{config.source} is neither a folder nor a Hub dataset id like user/name")
-    repo_id, revision = parsed
-    pinned = resolve_revision(repo_id, config.revision or revision or "main")
-    return f"{SCHEME}datasets/{pinned.repo_id}@{pinned.revision}"
+    raise UserError(f"{config.source} is neither a folder nor a Hub dataset id like user/name")
 
 
 def _read_stats(source: str, config: ScoreConfig) -> dict:
