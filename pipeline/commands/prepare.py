@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_prepare_arguments(parser)
     parser.epilog = (
         "Beam options pass through, e.g. --runner DaskRunner --dask_client_address tcp://HOST:8786, "
-        "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp, "
+        "--runner DataflowRunner --project P --region R --temp_location gs://B/tmp (add --dry_run True to build "
+        "the job and check it offline, without submitting it), "
         "or --direct_num_workers 2 --direct_running_mode multi_processing; an option neither poet nor Beam "
         "knows is refused. Quote globs: --input 'raw/train*.jsonl.gz'."
     )

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="rows per scoring chunk")
     add_reference_arguments(parser, required=True)
-    parser.epilog = "Beam options pass through, e.g. --runner DataflowRunner --project P --region R."
+    parser.epilog = ("Beam options pass through, e.g. --runner DataflowRunner --project P --region R "
+                     "--temp_location gs://B/tmp (add --dry_run True to build the job offline, without submitting it).")
 
 
 def config_from_args(args: argparse.Namespace):
