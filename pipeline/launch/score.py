@@ -1,7 +1,7 @@
 """The launcher of ``poet score``: find the source folder's shards and check them, then run
 :class:`ScorePreparedDataset` staged.
 
-The launcher reads the source's ``stats.json`` and one shard's schema, never the
+The launcher reads the statistics file and the schema of one shard, never the
 shards themselves: the workers read them where they are, a Hub repo through
 ``hf://`` at one commit, on every runner."""
 
