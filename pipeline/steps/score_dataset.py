@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from poet.pipeline.steps.file_records import create_recorded
 from poet.pipeline.steps.gather import GatherTagged, Spread
 from poet.pipeline.steps.metadata import file_sizes, write_metadata
 from poet.pipeline.steps.read import RowBatch, open_input
@@ -64,8 +65,7 @@ class _WriteScoredMetadata(beam.DoFn):
     def process(self, parts: dict):
         for path in self.dead_letters:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as source, \
-                    FileSystems.create(f"{self.folder}/{DEAD_LETTER_DIR}/{path.rsplit('/', 1)[-1]}",
-                                       compression_type=CompressionTypes.UNCOMPRESSED) as target:
+                    create_recorded(self.folder, f"{DEAD_LETTER_DIR}/{path.rsplit('/', 1)[-1]}") as target:
                 while chunk := source.read(1 << 20):
                     target.write(chunk)
         shards = parts["shard"]
