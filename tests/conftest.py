@@ -110,3 +110,15 @@ def read_pairs(path: Path, fmt: str | None = None, limit: int | None = None):
             except RowRejected:
                 continue
     return list(itertools.islice(pairs, limit))
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory) -> tuple[Path, Path]:
+    """The hostile rows of ``hostile_corpus.PLAIN_ROWS`` prepared once per module with GPT-2: (source, output)."""
+    from hostile_corpus import PLAIN_ROWS, write_rows
+
+    root = tmp_path_factory.mktemp("hostile")
+    source = write_rows(root / "plain.jsonl", PLAIN_ROWS)
+    output = root / "out"
+    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2), "--license", "mit") == 0
+    return source, output

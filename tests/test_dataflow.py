@@ -5,7 +5,6 @@ each setup mistake is one line, the launcher never reads a shard back, ``poet sc
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket

@@ -40,15 +40,6 @@ def assert_refused(capfd, output: Path, code: int = 2) -> str:
 # --------------------------------------------------------------------------- rows
 
 
-@pytest.fixture(scope="module")
-def plain_run(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("hostile")
-    source = write_rows(root / "plain.jsonl", PLAIN_ROWS)
-    output = root / "out"
-    assert prepare(output, "--input", str(source), "--tokenizer", str(GPT2), "--license", "mit") == 0
-    return source, output
-
-
 def test_every_hostile_row_is_dead_lettered_with_its_reason_and_the_good_rows_kept(plain_run):
     source, output = plain_run
     assert_every_row_accounted_for(output, PLAIN_ROWS)

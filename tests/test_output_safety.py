@@ -23,7 +23,6 @@ import pytest
 from conftest import GPT2, MINIMIND, prepare
 from hostile_corpus import HOSTILE_STATS, PLAIN_ROWS, write_rows
 from poet.pipeline.commands.cli import main
-from test_hostile import plain_run  # noqa: F401 - the fixture: the hostile rows prepared once, with GPT-2
 
 
 def one_line(capfd) -> str:
@@ -113,7 +112,7 @@ def test_a_symlinked_output_is_refused_in_one_line(tmp_path, capfd, plain_run, t
     link.symlink_to(real)
     before = sorted(p.name for p in tmp_path.iterdir())
     assert prepare(link, "--input", str(plain_run[0]), "--tokenizer", str(GPT2), *overwrite) == 2
-    assert f"is a symbolic link to " in one_line(capfd)
+    assert "is a symbolic link to " in one_line(capfd)
     assert sorted(p.name for p in tmp_path.iterdir()) == before and link.is_symlink()
     if target == "poet-folder":
         assert (real / "manifest.json").exists()
