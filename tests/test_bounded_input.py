@@ -139,7 +139,9 @@ def minimind():
      "built a value over 1,000,000"),
     ("{{ 'x'|center(messages|length * 10**10) }}", "a number over 1,000,000"),
     ("{% for i in range(99999) %}{{ 'y' * 999 }}{% endfor %}", "wrote over 1,000,000"),
-], ids=["loop", "stored-range", "loop-with-output", "repeat", "power", "tilde", "plus", "filter", "output"])
+    ("{% set s = 'x' * 99999 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}", "ran over 0.3 s"),
+], ids=["loop", "stored-range", "loop-with-output", "repeat", "power", "tilde", "plus", "filter", "output",
+        "loop-over-text"])
 def test_a_template_over_its_budget_on_one_row_is_a_template_error(minimind, body, reason):
     import time
 

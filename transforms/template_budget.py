@@ -4,20 +4,20 @@ A chat template is a program that runs on every row: on some rows it may loop
 for ever or build a huge string, and jinja's sandbox bounds neither (only
 ``range``, to 100,000 items). :class:`RenderBudget` bounds both per rendered
 conversation, through the sandbox's documented extension points on an overlay of
-the template's environment, leaving its security checks as they are: every
-call, attribute and item read and filter checks the clock; ``*``, ``**``,
-``+`` and ``~`` refuse results over the size limit (before building them where
-they can);
-filters refuse a number argument over the size limit (``center(10**10)``) and a
-result over it; ``range`` checks the clock as it is iterated; and the output is
-measured piece by piece as the template yields it. A row over the budget is a
-``template_error`` with the reason.
+the template's environment, leaving its security checks as they are. Time can
+only run away in a loop or a recursion, so the clock is checked where those
+happen: at every step of a ``for`` loop and at every call and filter (a macro
+recursing is a call). Size can only run away through an operator or a call:
+``*``, ``**``, ``+`` and ``~`` refuse results over the size limit (before
+building them where they can), calls and filters refuse results over it and
+filters a number argument over it (``center(10**10)``), and the output is
+measured piece by piece as the template yields it. Attribute and item reads,
+which neither loop nor build, are left unhooked: the hooks run on every row, so
+they stay off the hot path. A row over the budget is a ``template_error`` with
+the reason.
 
-What stays unbounded: a template that spends its time without calling,
-reading, filtering, iterating a ``range`` or writing anything (nested loops over
-one row's own text with empty bodies) is bounded by the row's size only, and
-``%`` formatting with a huge width (``'%99999999999s' % x``) is not caught
-before Python builds the string.
+What stays unbounded: ``%`` formatting with a huge width
+(``'%99999999999s' % x``) is not caught before Python builds the string.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from poet.transforms.reasons import Reason, RowRejected
 RENDER_SECONDS = 5.0  # per conversation rendered (a normal render takes well under a millisecond)
 RENDER_CHARS = 64 * 10**6  # characters of output, or of any one value a template builds
 _SIZED = (str, bytes, list, tuple)
+_STEPS = "poet_steps"  # the filter each for loop's iterable goes through
 
 
 class RenderBudget:
@@ -64,56 +65,62 @@ class RenderBudget:
                 raise RowRejected(Reason.TEMPLATE_ERROR,
                                   f"the chat template wrote over {self.chars:,} characters on this row")
             out.append(piece)
-            self.check()
         return "".join(out)
 
     def compile(self, environment, source: str):
         """``source`` compiled in ``environment`` (an overlay of a sandboxed environment, hooked by :meth:`install`)
-        with its ``~`` concatenations made calls, which the hooks check like every other call."""
+        with its ``~`` concatenations made calls, which the hooks check like every other call, and the iterable
+        of every ``for`` loop passed through :meth:`steps` (as a filter: a plain call, not the sandbox's)."""
         from jinja2 import nodes
         from jinja2.runtime import markup_join, str_join
         from jinja2.visitor import NodeTransformer
 
         join = markup_join if environment.autoescape else str_join
 
-        class CheckedConcat(NodeTransformer):
+        class Checked(NodeTransformer):
             def visit_Concat(self, node):
                 node = self.generic_visit(node)
                 return nodes.Call(nodes.EnvironmentAttribute("poet_concat"), node.nodes, [], None, None,
                                   lineno=node.lineno)
 
+            def visit_For(self, node):
+                node = self.generic_visit(node)
+                node.iter = nodes.Filter(node.iter, _STEPS, [], [], None, None, lineno=node.lineno)
+                return node
+
         environment.poet_concat = lambda *values: join(values)
-        return environment.from_string(CheckedConcat().visit(environment.parse(source)))
+        environment.filters = {**environment.filters, _STEPS: self.steps}
+        return environment.from_string(Checked().visit(environment.parse(source)))
+
+    def steps(self, iterable):
+        """The items of a ``for`` loop's iterable, checking the clock before each."""
+        check = self.check
+        for item in iterable:
+            check()
+            yield item
 
     def install(self, environment) -> None:
         """Hook the checks into ``environment`` (an overlay of a sandboxed environment: these are its documented
         extension points); templates compiled in it afterwards (:meth:`compile`) are bounded."""
-        call, getattr_, getitem, binop = (environment.call, environment.getattr, environment.getitem,
-                                          environment.call_binop)
+        call, binop, sized, chars = environment.call, environment.call_binop, self.sized, self.chars
 
         def checked_call(context, obj, *args, **kwargs):
             self.check()
-            return self.sized(call(context, obj, *args, **kwargs))
-
-        def checked_getattr(obj, attribute):
-            self.check()
-            return getattr_(obj, attribute)
-
-        def checked_getitem(obj, argument):
-            self.check()
-            return getitem(obj, argument)
+            return sized(call(context, obj, *args, **kwargs))
 
         def checked_binop(context, operator, left, right):
-            self.check()
+            if operator == "+":  # the common case, kept short: a sum is checked once built (twice its parts at most)
+                result = left + right
+                if isinstance(result, _SIZED) and len(result) > chars:
+                    raise self._too_large()
+                return result
             self._refuse_huge(operator, left, right)
-            return self.sized(binop(context, operator, left, right))
+            return sized(binop(context, operator, left, right))
 
-        environment.call, environment.getattr, environment.getitem = checked_call, checked_getattr, checked_getitem
+        environment.call = checked_call
         environment.intercepted_binops = frozenset(("*", "**", "+"))
         environment.call_binop = checked_binop
         environment.filters = {name: self._checked_filter(f) for name, f in environment.filters.items()}
-        safe_range = environment.globals["range"]
-        environment.globals = {**environment.globals, "range": lambda *args: _CheckedRange(safe_range(*args), self)}
 
     def _refuse_huge(self, operator: str, left, right) -> None:
         """``'x' * 10**10`` or ``9 ** 10**10`` would take the memory or time before any check could run."""
@@ -135,27 +142,3 @@ class RenderBudget:
 
         return checked
 
-
-class _CheckedRange:
-    """The sandbox's ``range`` (at most 100,000 items), checking the clock as it is iterated."""
-
-    def __init__(self, numbers: range, budget: RenderBudget):
-        self.numbers, self.budget = numbers, budget
-
-    def __iter__(self):
-        check = self.budget.check
-        for number in self.numbers:
-            check()
-            yield number
-
-    def __len__(self) -> int:
-        return len(self.numbers)
-
-    def __getitem__(self, index):
-        return self.numbers[index]
-
-    def __contains__(self, number) -> bool:
-        return number in self.numbers
-
-    def __reversed__(self):
-        return iter(_CheckedRange(self.numbers[::-1], self.budget))
