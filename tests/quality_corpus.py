@@ -30,7 +30,7 @@ def quality_args(files: list[Path], eval_file: Path, *options: str) -> list[str]
     """``poet prepare`` arguments for the corpus (GPT-2's tokenizer: plain text), ``--decontaminate`` included."""
     from conftest import GPT2
 
-    return ["--input", f"train={files[0]}", "--input", f"train={files[1]}", "--tokenizer", str(GPT2),
+    return [*[a for path in files for a in ("--input", f"train={path}")], "--tokenizer", str(GPT2),
             "--batch-size", "64", *options, "--decontaminate", str(eval_file)]
 
 

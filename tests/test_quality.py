@@ -265,6 +265,17 @@ def test_a_test_count_takes_whole_prompts_in_hash_order_like_pandas(corpus_files
     assert len(kept["test"]) >= 40
 
 
+def test_one_file_is_deduplicated_as_it_streams_like_pandas(corpus_files, tmp_path):
+    """One read: no first read, copies are found as the rows stream (the mirror file's copies are all within it)."""
+    files, eval_file = corpus_files
+    joined = tmp_path / "joined.jsonl"
+    joined.write_text(files[0].read_text() + files[1].read_text())
+    assert prepare(tmp_path / "one", *quality_args([joined], eval_file, *ALL_ON)) == 0
+    kept, dead = expected([joined], eval_file)
+    assert observed(tmp_path / "one") == (kept, dead)
+    assert list(dead.values()).count("duplicate") > 60
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--input", "test=EVAL", "--test-size", "0.1"], "--test-size carves a 'test' split out of 'train', but --input "
                                                       "already gives a 'test' split"),

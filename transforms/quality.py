@@ -162,19 +162,20 @@ class Duplicate:
 
 class QualityCheck:
     """Rules 2 and 3 of one row, and the ids the cross-row rules need (the n-gram index is built once, by the
-    caller, and shared by every row)."""
+    caller, and shared by every row; the prompt key, a second hash, only where a test split is carved)."""
 
     def __init__(self, fmt: str | None, conversational: bool, min_score_margin: float | None = None,
-                 ngrams: NgramIndex | None = None):
+                 ngrams: NgramIndex | None = None, prompt_keys: bool = True):
         self.fmt, self.conversational = fmt, conversational
-        self.min_score_margin, self.ngrams = min_score_margin, ngrams
+        self.min_score_margin, self.ngrams, self.prompt_keys = min_score_margin, ngrams, prompt_keys
 
     def check(self, origin: RowOrigin, source: SourceRow) -> CheckedRow:
         try:
             pair = parse(source, self.fmt, self.conversational)
         except RowRejected:
             return CheckedRow(origin, source)
-        checked = CheckedRow(origin, dataclasses.replace(source, pair=pair), pair.content_id(), prompt_key(pair))
+        checked = CheckedRow(origin, dataclasses.replace(source, pair=pair), pair.content_id(),
+                             prompt_key(pair) if self.prompt_keys else None)
         try:
             with rejects_as(Reason.UNEXPECTED_ERROR):
                 return self._rules(checked, pair, source.record)
@@ -194,16 +195,29 @@ class QualityCheck:
         return checked
 
 
+class FirstCopies:
+    """Rule 1 as rows stream in input order: the first row of each pair id is kept, and every later copy is a
+    :class:`Duplicate` of it."""
+
+    def __init__(self):
+        self.first: dict[str, RowOrigin] = {}
+
+    def later_copies(self, rows: Iterable[tuple[str, tuple[int, int], RowOrigin]]) -> list[Duplicate]:
+        """``(pair id, sort key, origin)`` of the next rows, in input order → the later copies among them."""
+        found = []
+        for pair_id, sort_key, origin in rows:
+            kept = self.first.get(pair_id)
+            if kept is None:
+                self.first[pair_id] = origin
+            else:
+                found.append(Duplicate(sort_key, kept, pair_id))
+        return found
+
+
 def duplicates(rows: Iterable[tuple[str, tuple[int, int], RowOrigin]]) -> list[Duplicate]:
-    """``(pair id, sort key, origin)`` of rows → every row but the first (smallest sort key) of each pair id."""
-    first: dict[str, tuple[tuple[int, int], RowOrigin]] = {}
-    found = []
-    for pair_id, sort_key, origin in sorted(rows, key=lambda row: row[1]):
-        if pair_id in first:
-            found.append(Duplicate(sort_key, first[pair_id][1], pair_id))
-        else:
-            first[pair_id] = (sort_key, origin)
-    return found
+    """``(pair id, sort key, origin)`` of rows in any order → every row but the first (smallest sort key) of each
+    pair id."""
+    return FirstCopies().later_copies(sorted(rows, key=lambda row: row[1]))
 
 
 def apply(rows: list[CheckedRow], duplicate_of: Mapping[tuple[int, int], Duplicate],

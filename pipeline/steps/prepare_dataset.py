@@ -44,13 +44,15 @@ class PrepareDataset(beam.PTransform):
                                        reference=options.reference is not None)
         # rows travel in lists (one per tokenizer batch) wherever they are shuffled: see ReadPreferenceFiles
         chunk_rows = options.batch_size * PreparePairs.BATCHES_PER_CHUNK
-        chunks = pbegin | "ReadFiles" >> ReadPreferenceFiles(self.reads, self.progress, chunk_rows,
-                                                             spread=self.spread, max_row_bytes=options.max_row_bytes)
         set_aside = ()
         if options.quality:
-            chunks, quality_dead = chunks | "DataQuality" >> DataQuality(
-                options, self.plan.conversational, self.evals.files if self.evals else [], self.progress)
+            chunks, quality_dead = pbegin | "ReadWithDataQuality" >> DataQuality(
+                options, self.plan.conversational, self.evals.files if self.evals else [], self.progress,
+                self.reads, chunk_rows, self.spread)
             set_aside = (quality_dead,)
+        else:
+            chunks = pbegin | "ReadFiles" >> ReadPreferenceFiles(self.reads, self.progress, chunk_rows,
+                                                                 spread=self.spread, max_row_bytes=options.max_row_bytes)
         row_lists, dead_letters = chunks | "PreparePairs" >> PreparePairs(
             self.tokenizer, options, self.plan.conversational, self.progress)
         if set_aside:

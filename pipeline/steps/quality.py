@@ -2,31 +2,44 @@
 
 Rows never leave their chunk: a chunk (consecutive rows of one file) comes out
 as at most one chunk per split, minus the rows set aside, so the shards keep
-their source order (:mod:`pipeline.steps.write_shards`). What needs every row, which
-pairs are duplicates and where the test split ends, is decided from small
-fingerprints (ids and positions, no text): grouped by a bucket of the content
-id, so the copies of a pair meet on one worker; then each decision is sent to
-the chunk of the row it is about, and a ``GroupByKey`` on the chunk brings
-them together. Without ``--dedup`` and a ``--test-size`` count, each chunk is
-decided alone and nothing is shuffled. The decisions (the first row kept, the
-test prompts in hash order) do not depend on how the runner grouped or ordered
-anything, so the bytes are the same on every runner.
+their source order (:mod:`pipeline.steps.write_shards`). Without ``--dedup``
+and a ``--test-size`` count, each chunk is decided alone and nothing is
+shuffled.
+
+What needs every row, which pairs are duplicates and where the test split
+ends, is decided on a first read of the input, from small fingerprints (ids
+and positions, no text): grouped by a bucket of the content id, so the copies
+of a pair meet on one worker. Each decision is then sent to the read (a file,
+or a part of one) holding the row it is about, and a ``GroupByKey`` on the read
+brings them together with the read itself, which is read a second time with its
+decisions in hand. So the rows themselves are never shuffled or held back: the
+second read streams into tokenization as a run without these options does, in
+the same bounded memory, for the price of reading and parsing the input twice.
+A run of one read with ``--dedup`` and no test count reads it once: its copies
+can only be in it, so they are found as its rows stream in input order.
+The decisions (the first row kept, the test prompts in hash order) do not
+depend on how the runner grouped or ordered anything, so the bytes are the
+same on every runner.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 from dataclasses import dataclass
 
 import apache_beam as beam
+from apache_beam import typehints
 
 from poet.pipeline.steps.dead_letters import DeadLetters
 from poet.pipeline.steps.progress import progress
-from poet.pipeline.steps.read import RowBatch, open_input
+from poet.pipeline.steps.gather import Spread
+from poet.pipeline.steps.read import ReadPreferenceFiles, RowBatch, RowReader, open_input, unpack_spec
 from poet.transforms.decontamination import NgramIndex, eval_prompts
 from poet.transforms.errors import UserError, describe, unreadable_file
 from poet.transforms.progress import ProgressSettings
 from poet.transforms.contract import TRAIN_SPLIT, PrepareOptions
-from poet.transforms.quality import (Duplicate, QualityCheck, TestSize, apply, duplicates, last_test_prompt,
+from poet.transforms.quality import (Duplicate, FirstCopies, QualityCheck, TestSize, apply, duplicates, last_test_prompt,
                                      merge_counts, smallest_prompts)
 from poet.transforms.reasons import Reason
 
@@ -53,9 +66,9 @@ class _Fingerprint:
     """What the decisions need of a parsed row: its ids and where it is."""
 
     pair_id: str
-    prompt_key: int
+    prompt_key: int | None
     origin: object  # RowOrigin
-    chunk: tuple[int, int]  # the sort key of its chunk's first row
+    read: int  # the index of the read spec holding it
     counts_for_test: bool  # a train row that the margin and decontamination rules keep
 
 
@@ -65,37 +78,57 @@ class _LastTestPrompt:
 
 
 @dataclass(frozen=True)
-class _Chunk:
-    """A checked chunk on its way to its decisions (a class of its own, told apart from them after the group)."""
+class _Read:
+    spec: tuple  # a read spec of ReadPreferenceFiles
 
-    rows: list
+
+_Keyed = typehints.KV[int, RowBatch]  # typed, so the shuffles pickle each list whole (RowBatchCoder)
 
 
 class _Check(beam.DoFn):
     """A chunk of ``(RowOrigin, SourceRow)`` → one :class:`RowBatch` of :class:`CheckedRow`; each worker builds the
     n-gram index once, in ``setup`` (no side input)."""
 
-    def __init__(self, options: PrepareOptions, conversational: bool, eval_files: list[tuple[str, str]]):
+    def __init__(self, options: PrepareOptions, conversational: bool, eval_files: list[tuple[str, str]],
+                 prompt_keys: bool):
         self.options, self.conversational, self.eval_files = options, conversational, eval_files
+        self.prompt_keys = prompt_keys
 
     def setup(self):
         options = self.options
         ngrams = build_ngram_index(self.eval_files, options.decontaminate_field) if self.eval_files else None
-        self.check = QualityCheck(options.format, self.conversational, options.min_score_margin, ngrams)
+        self.check = QualityCheck(options.format, self.conversational, options.min_score_margin, ngrams,
+                                  self.prompt_keys)
 
     def process(self, chunk):
         yield RowBatch(self.check.check(origin, source) for origin, source in chunk)
 
 
-def _fingerprints(rows: RowBatch):
+def _read_index(reads: list[tuple]):
+    """A row's ``RowOrigin`` → the index of the read spec holding it (a file, or the part of it that starts at or
+    before the row's line)."""
+    starts: dict[int, list[tuple[int, int]]] = {}
+    for index, spec in enumerate(reads):
+        starts.setdefault(spec[1], []).append((unpack_spec(spec)[3].first, index))
+    for firsts in starts.values():
+        firsts.sort()
+
+    def read_of(origin) -> int:
+        firsts = starts[origin.file_index]
+        return firsts[bisect.bisect_right(firsts, (origin.line, len(reads))) - 1][1]
+
+    return read_of
+
+
+def _fingerprints(rows: RowBatch, read_of):
     """A checked chunk → ``(bucket, [fingerprint])`` for each bucket of the content ids of its parsed rows."""
-    buckets: dict[int, list[_Fingerprint]] = {}
-    chunk = rows[0].origin.sort_key
+    buckets: dict[int, RowBatch] = {}
+    read = read_of(rows[0].origin)  # a chunk never crosses reads
     for row in rows:
         if row.pair_id is not None:
             counts = row.origin.split == TRAIN_SPLIT and row.verdict is None
-            buckets.setdefault(int(row.pair_id[:8], 16) % BUCKETS, []).append(
-                _Fingerprint(row.pair_id, row.prompt_key, row.origin, chunk, counts))
+            buckets.setdefault(int(row.pair_id[:8], 16) % BUCKETS, RowBatch()).append(
+                _Fingerprint(row.pair_id, row.prompt_key, row.origin, read, counts))
     return sorted(buckets.items())
 
 
@@ -104,99 +137,145 @@ def _bucket_duplicates(prints: list[_Fingerprint]) -> list[Duplicate]:
 
 
 def _duplicates(grouped):
-    """One bucket's fingerprints → ``(chunk, Duplicate)`` for every later copy of a pair."""
+    """One bucket's fingerprints → ``(read, [Duplicate])`` for every read holding a later copy of a pair."""
     prints = [p for part in grouped[1] for p in part]
-    chunk_of = {p.origin.sort_key: p.chunk for p in prints}
-    return [(chunk_of[dup.sort_key], dup) for dup in _bucket_duplicates(prints)]
+    read_of = {p.origin.sort_key: p.read for p in prints}
+    per_read: dict[int, RowBatch] = {}
+    for dup in _bucket_duplicates(prints):
+        per_read.setdefault(read_of[dup.sort_key], RowBatch()).append(dup)
+    return sorted(per_read.items())
 
 
 def _prompt_counts(grouped, count: int, dedup: bool):
-    """One bucket's fingerprints → ``(None, (pairs per prompt key, the count smallest; chunks of those rows))``
+    """One bucket's fingerprints → ``(None, (pairs per prompt key, the count smallest; reads of those rows))``
     over the train rows that rules 1-3 keep."""
     prints = [p for part in grouped[1] for p in part]
     removed = {d.sort_key for d in _bucket_duplicates(prints)} if dedup else set()
     counts: dict[int, int] = {}
-    chunks = set()
+    reads = set()
     for p in prints:
         if p.counts_for_test and p.origin.sort_key not in removed:
             counts[p.prompt_key] = counts.get(p.prompt_key, 0) + 1
-            chunks.add(p.chunk)
-    return None, (smallest_prompts(counts, count), chunks)
+            reads.add(p.read)
+    return None, (smallest_prompts(counts, count), reads)
 
 
 def _last_test_prompt(grouped, count: int):
-    """Every bucket's counts → ``(chunk, _LastTestPrompt)`` for every chunk with train rows."""
+    """Every bucket's counts → ``(read, [_LastTestPrompt])`` for every read with train rows."""
     parts = list(grouped[1])
     last = _LastTestPrompt(last_test_prompt(merge_counts((counts for counts, _ in parts), count), count))
-    chunks = sorted({chunk for _, part_chunks in parts for chunk in part_chunks})
-    return [(chunk, last) for chunk in chunks]
+    reads = sorted({read for _, part_reads in parts for read in part_reads})
+    return [(read, RowBatch([last])) for read in reads]
 
 
-class _Apply(beam.DoFn):
-    """A checked chunk and its decisions → a :class:`RowBatch` of ``(RowOrigin, SourceRow)`` per split, and the
-    dead letters (counted in this worker's progress). Input: a checked chunk alone, or ``(chunk key, [checked
-    chunk, Duplicate..., _LastTestPrompt])``."""
+def _apply(rows, duplicate_of: dict, last: int | None, test_fraction: float | None,
+           progress_settings: ProgressSettings):
+    """Checked rows and the decisions about them → a :class:`RowBatch` of ``(RowOrigin, SourceRow)`` per split,
+    and the dead letters (counted in this worker's progress)."""
+    kept, dead = apply(rows, duplicate_of, test_fraction, last)
+    progress(progress_settings).count_prepared(0, len(dead))
+    for split in sorted(kept):
+        yield RowBatch(kept[split])
+    if dead:
+        yield DeadLetters(sorted(dead, key=lambda letter: letter.origin.sort_key))
 
-    def __init__(self, test_fraction: float | None, joined: bool, progress: ProgressSettings):
-        self.test_fraction, self.joined, self.progress = test_fraction, joined, progress
+
+class _ReadDecided(_Check):
+    """``(read, [[_Read], [Duplicate...], [_LastTestPrompt]])`` → the read's rows, read and checked, with its
+    decisions applied (see :func:`_apply`). With ``streamed``, rule 1 is decided here as the rows stream in
+    input order: the run has this one read, so no copy of a pair can be anywhere else."""
+
+    def __init__(self, options: PrepareOptions, conversational: bool, eval_files: list[tuple[str, str]],
+                 reader: RowReader, test_size: TestSize | None, streamed: bool, progress: ProgressSettings):
+        super().__init__(options, conversational, eval_files, prompt_keys=test_size is not None)
+        self.reader, self.streamed, self.progress = reader, streamed, progress
+        self.test_fraction = test_size.fraction if test_size else None
+
+    def setup(self):
+        super().setup()
+        self.reader.setup()
 
     def process(self, element):
-        if not self.joined:
-            rows, decisions = element, []
-        else:
-            decisions = list(element[1])
-            rows = next(part.rows for part in decisions if isinstance(part, _Chunk))
-        duplicate_of = {d.sort_key: d for d in decisions if isinstance(d, Duplicate)}
-        last = next((d.key for d in decisions if isinstance(d, _LastTestPrompt)), None)
-        kept, dead = apply(rows, duplicate_of, self.test_fraction, last)
-        progress(self.progress).count_prepared(0, len(dead))
-        for split in sorted(kept):
-            yield RowBatch(kept[split])
-        if dead:
-            yield DeadLetters(sorted(dead, key=lambda letter: letter.origin.sort_key))
+        items = [item for part in element[1] for item in part]
+        spec = next(item.spec for item in items if isinstance(item, _Read))
+        duplicate_of = {d.sort_key: d for d in items if isinstance(d, Duplicate)}
+        last = next((d.key for d in items if isinstance(d, _LastTestPrompt)), None)
+        first_copies = FirstCopies() if self.streamed else None
+        for chunk in self.reader.chunks(spec):
+            rows = [self.check.check(origin, source) for origin, source in chunk]
+            if first_copies is not None:
+                duplicate_of = {d.sort_key: d for d in first_copies.later_copies(
+                    (row.pair_id, row.origin.sort_key, row.origin) for row in rows if row.pair_id is not None)}
+            yield from _apply(rows, duplicate_of, last, self.test_fraction, self.progress)
 
 
 class DataQuality(beam.PTransform):
-    """Chunks of ``(RowOrigin, SourceRow)`` → ``(chunks, dead_letters)``: the rows that pass rules 1-4 of
-    :mod:`transforms.quality`, split by ``--test-size``, in chunks of one split and one file; the rows set aside as
-    one :class:`DeadLetters` list per chunk."""
+    """Read specs (``reads``, see :class:`ReadPreferenceFiles`) → ``(chunks, dead_letters)``: the rows that pass
+    rules 1-4 of :mod:`transforms.quality`, split by ``--test-size``, in chunks (of ``chunk_rows``) of one split
+    and one file; the rows set aside as one :class:`DeadLetters` list per chunk."""
 
     def __init__(self, options: PrepareOptions, conversational: bool, eval_files: list[tuple[str, str]],
-                 progress: ProgressSettings):
+                 progress: ProgressSettings, reads: list[tuple], chunk_rows: int, spread: bool):
         super().__init__()
-        self.check = _Check(options, conversational, eval_files)
-        self.progress = progress
-        self.dedup = options.dedup
+        self.options, self.conversational, self.eval_files = options, conversational, eval_files
+        self.progress, self.reads, self.chunk_rows, self.spread = progress, reads, chunk_rows, spread
         self.test_size = TestSize.parse(options.test_size) if options.test_size else None
 
-    def expand(self, chunks):
-        checked = chunks | "Check" >> beam.ParDo(self.check).with_output_types(RowBatch)
-        fraction = self.test_size.fraction if self.test_size else None
-        count = self.test_size.count if self.test_size else None
-        if not self.dedup and count is None:
-            decided = checked | "Apply" >> beam.ParDo(_Apply(fraction, False, self.progress))
-        else:
-            grouped = checked | "Fingerprints" >> beam.FlatMap(_fingerprints) | "ByContentId" >> beam.GroupByKey()
-            parts = [checked | "ByChunk" >> beam.Map(lambda rows: (rows[0].origin.sort_key, _Chunk(rows)))]
-            if self.dedup:
-                parts.append(grouped | "Duplicates" >> beam.FlatMap(_duplicates))
+    def _read(self, counted: bool = True) -> ReadPreferenceFiles:
+        return ReadPreferenceFiles(self.reads, self.progress, self.chunk_rows, spread=self.spread,
+                                   max_row_bytes=self.options.max_row_bytes, counted=counted)
+
+    def expand(self, pbegin):
+        options, test_size = self.options, self.test_size
+        count = test_size.count if test_size else None
+        if not options.dedup and count is None:
+            fraction = test_size.fraction if test_size else None
+            decided = (pbegin
+                       | "ReadFiles" >> self._read()
+                       | "Check" >> beam.ParDo(_Check(options, self.conversational, self.eval_files,
+                                                      prompt_keys=fraction is not None)).with_output_types(RowBatch)
+                       | "Apply" >> beam.FlatMap(_apply, {}, None, fraction, self.progress))
+            return self._kept_and_set_aside(decided, spread=False)  # spread as they were read
+        # a first read, for what needs every row: copies of a pair in other reads, and the test split's count
+        first_read = count is not None or len(self.reads) > 1
+        parts = [pbegin | "Reads" >> beam.Create([(index, RowBatch([_Read(spec)]))
+                                                 for index, spec in enumerate(self.reads)]).with_output_types(_Keyed)]
+        if first_read:
+            # rules 2-3 only count for the test split's count: otherwise the first read parses and hashes alone
+            first = options if count is not None else dataclasses.replace(options, min_score_margin=None)
+            grouped = (pbegin
+                       | "FirstRead" >> self._read(counted=False)
+                       | "FirstCheck" >> beam.ParDo(_Check(first, self.conversational,
+                                                           self.eval_files if count is not None else [],
+                                                           prompt_keys=count is not None)).with_output_types(RowBatch)
+                       | "Fingerprints" >> beam.FlatMap(_fingerprints, _read_index(self.reads)
+                                                        ).with_output_types(_Keyed)
+                       | "ByContentId" >> beam.GroupByKey())
+            if options.dedup:
+                parts.append(grouped | "Duplicates" >> beam.FlatMap(_duplicates).with_output_types(_Keyed))
             if count is not None:
                 parts.append(
                     grouped
-                    | "PromptCounts" >> beam.Map(_prompt_counts, count, self.dedup)
+                    | "PromptCounts" >> beam.Map(_prompt_counts, count, options.dedup)
                     | "AllCounts" >> beam.GroupByKey()
-                    | "LastTestPrompt" >> beam.FlatMap(_last_test_prompt, count)
+                    | "LastTestPrompt" >> beam.FlatMap(_last_test_prompt, count).with_output_types(_Keyed)
                 )
-            decided = (
-                tuple(parts)
-                | "Decisions" >> beam.Flatten()
-                | "PerChunk" >> beam.GroupByKey()
-                | "Apply" >> beam.ParDo(_Apply(fraction, True, self.progress))
-            )
-        return (
-            decided | "Kept" >> beam.Filter(lambda out: isinstance(out, RowBatch)).with_output_types(RowBatch),
-            decided | "SetAside" >> beam.Filter(lambda out: isinstance(out, DeadLetters)),
+        reader = RowReader(self.chunk_rows, self.progress, options.max_row_bytes)
+        decided = (
+            tuple(parts)
+            | "Decisions" >> beam.Flatten()
+            | "PerRead" >> beam.GroupByKey()
+            | "Read" >> beam.ParDo(_ReadDecided(options, self.conversational, self.eval_files, reader, test_size,
+                                                 streamed=options.dedup and not first_read, progress=self.progress))
         )
+        return self._kept_and_set_aside(decided, spread=self.spread)
+
+    @staticmethod
+    def _kept_and_set_aside(decided, spread: bool):
+        kept = decided | "Kept" >> beam.Filter(lambda out: isinstance(out, RowBatch)).with_output_types(RowBatch)
+        if spread:  # the chunks of one read, read on one worker, prepared on all of them
+            kept = kept | "SpreadChunks" >> Spread(lambda chunk: chunk[0][0].sort_key)
+        return kept, decided | "SetAside" >> beam.Filter(lambda out: isinstance(out, DeadLetters))
 
 
 class CountContaminated(beam.PTransform):

@@ -74,22 +74,25 @@ def open_input(path: str):
     return stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream, _READ_BUFFER_BYTES)
 
 
-class _ReadFile(beam.DoFn):
-    """One file, or one part of it → lists of up to ``chunk_rows`` consecutive rows, and of at most
+class RowReader:
+    """Reads one file, or one part of it, into lists of up to ``chunk_rows`` consecutive rows, and of at most
     ``chunk_bytes`` unless one row is larger (rows are at most ``max_row_bytes``), so a worker's memory does not
-    grow with row sizes; counted in this worker's progress (a part counts its rows; the bytes read, for the time
-    left, count in one-process runs, which read files whole)."""
+    grow with row sizes. A plain object that a DoFn holds and sets up: with ``counted``, each chunk counts in
+    this worker's progress (a part counts its rows; the bytes read, for the time left, count in one-process runs,
+    which read files whole); without, it is a read that another one already counts."""
 
-    def __init__(self, chunk_rows: int, progress: ProgressSettings, max_row_bytes: int, chunk_bytes: int):
+    def __init__(self, chunk_rows: int, progress: ProgressSettings, max_row_bytes: int,
+                 chunk_bytes: int = CHUNK_BYTES, counted: bool = True):
         self.chunk_rows = chunk_rows
         self.progress = progress
         self.max_row_bytes, self.chunk_bytes = max_row_bytes, chunk_bytes
+        self.counted = counted
 
     def setup(self):
         self.rows_read = Metrics.counter("poet", "rows_read")
 
-    def process(self, spec):
-        split, file_index, path, part = _with_part(spec)
+    def chunks(self, spec):
+        split, file_index, path, part = unpack_spec(spec)
         whole = part == WHOLE
         chunk, size = RowBatch(), 0
         try:
@@ -110,12 +113,26 @@ class _ReadFile(beam.DoFn):
             yield chunk
 
     def _count(self, chunk: RowBatch, position: int, counted: int) -> int:
-        self.rows_read.inc(len(chunk))
-        progress(self.progress).count_read(len(chunk), position - counted)
+        if self.counted:
+            self.rows_read.inc(len(chunk))
+            progress(self.progress).count_read(len(chunk), position - counted)
         return position
 
 
-def _with_part(spec: tuple) -> tuple[str, int, str, Part]:
+class _ReadFile(beam.DoFn):
+    """A read spec → its chunks (:class:`RowReader`)."""
+
+    def __init__(self, reader: RowReader):
+        self.reader = reader
+
+    def setup(self):
+        self.reader.setup()
+
+    def process(self, spec):
+        return self.reader.chunks(spec)
+
+
+def unpack_spec(spec: tuple) -> tuple[str, int, str, Part]:
     """``(split, file_index, path)`` reads the whole file; ``(split, file_index, path, part)`` that part."""
     return (*spec, WHOLE) if len(spec) == 3 else spec
 
@@ -145,23 +162,20 @@ class ReadPreferenceFiles(beam.PTransform):
     """
 
     def __init__(self, files: list[tuple], progress: ProgressSettings, chunk_rows: int = 256,
-                 spread: bool = True, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES):
+                 spread: bool = True, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES, counted: bool = True):
         super().__init__()
         self.files = files
-        self.progress = progress
-        self.chunk_rows = chunk_rows
+        self.reader = RowReader(chunk_rows, progress, max_row_bytes, counted=counted)
         self.spread = spread
-        self.max_row_bytes = max_row_bytes
 
     def expand(self, pbegin):
         files = pbegin | "ListFiles" >> beam.Create(self.files)
-        read = beam.ParDo(_ReadFile(self.chunk_rows, self.progress, self.max_row_bytes, CHUNK_BYTES)
-                          ).with_output_types(RowBatch)
+        read = beam.ParDo(_ReadFile(self.reader)).with_output_types(RowBatch)
         if not self.spread:
             return files | "ReadRows" >> read
         return (
             files
-            | "SpreadFiles" >> Spread(lambda spec: (spec[1], _with_part(spec)[3].first))
+            | "SpreadFiles" >> Spread(lambda spec: (spec[1], unpack_spec(spec)[3].first))
             | "ReadRows" >> read
             | "SpreadChunks" >> Spread(lambda chunk: chunk[0][0].sort_key)
         )
