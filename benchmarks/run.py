@@ -58,6 +58,7 @@ BASELINE = "288bb64"  # the last commit before the start-up work of issue 13: "t
 # The last commit before the faster paths with today's Parquet writer options (issue 10 changed them after 288bb64):
 # the shards must keep its bytes.
 BYTES_BASELINE = "3d10fd2"
+PREVIOUS = "1a4f694"  # the code of the RESULTS.md that issue 17 must not fall more than 10% behind
 PACKAGES = ("pipeline", "transforms", "trainer", "dataset_cards")  # installed as poet.<name> (pyproject.toml)
 FACTORS = (1, 5, 20, 100)  # replicas of the sample: 1x .. 100x (about 231k pairs)
 QUICK_FACTORS = (1, 2, 4, 8)
@@ -257,12 +258,21 @@ def run_suite(options) -> dict:
 
     results["startup"] = measure_startup(baseline, options.startup_repeat)
 
-    print("2. scaling, in-process runner (the local default)", flush=True)
-    scaling = {}
+    print(f"2. scaling, in-process runner (the local default); {small}x and {large}x alternate with "
+          f"{options.previous}", flush=True)
+    previous = baseline_code(options.previous)
+    scaling, before = {}, {}
     for f in factors:
         repeat = 1 if f == largest else options.repeat
-        scaling[f] = median([run_prepare(f"prepare-x{f}-{i + 1}", inputs[f], f"x{f}") for i in range(repeat)])
+        runs = []
+        for i in range(repeat):
+            if f in (small, large):
+                before.setdefault(f, []).append(
+                    run_prepare(f"prepare-x{f}-previous-{i + 1}", inputs[f], f"x{f}-previous", code=previous))
+            runs.append(run_prepare(f"prepare-x{f}-{i + 1}", inputs[f], f"x{f}"))
+        scaling[f] = median(runs)
     results["scaling"] = scaling
+    results["previous"] = {"ref": options.previous, "runs": {f: median(runs) for f, runs in before.items()}}
     same = run_prepare("prepare-x1-before", inputs[1], "x1-before", code=baseline_code(options.bytes_baseline))
     results["same_bytes_1x"] = {"identical": shard_digest("x1") == shard_digest("x1-before"),
                                 "seconds": same["seconds"], "baseline": options.bytes_baseline}
@@ -496,6 +506,17 @@ def report(results: dict) -> str:
         net_per_pair[f] = 1000 * (r["seconds"] - fixed) / r["read"]
         lines.append(f"| {f}x | {r['read']:,} | {_fmt(r['seconds'], 1)} | {per_pair[f]:.3f} | "
                      f"{net_per_pair[f]:.3f} | {_fmt(r['peak_rss_mb'])} |")
+    previous = results.get("previous")
+    if previous:
+        lines += ["", f"The {small}x and {large}x runs alternated with the code of the RESULTS.md before issue 17 "
+                  f"(`{previous['ref']}`, same machine, same inputs; its figures there came from another machine):",
+                  "", "| size | that code (s) | this code (s) | this code / that code | target | met |",
+                  "|---|---:|---:|---:|---:|:-:|"]
+        for f, then in sorted(previous["runs"].items(), key=lambda item: int(item[0])):
+            now = scaling[int(f)]
+            ratio = now["seconds"] / then["seconds"]
+            lines.append(f"| {f}x | {_fmt(then['seconds'], 1)} ({_runs(then)}) | {_fmt(now['seconds'], 1)} "
+                         f"({_runs(now)}) | {ratio:.2f} | <= 1.10 | {_ok(ratio <= 1.10)} |")
     lines += ["", f"| check, {small}x to larger | measured | target | met |", "|---|---:|---:|:-:|"]
     for f in factors[2:]:
         time_ratio = net_per_pair[f] / net_per_pair[small]
@@ -558,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-repeat", type=int, default=3, help="16-row runs of each side, alternating")
     parser.add_argument("--baseline", default=BASELINE, help="git commit the start-up is compared with")
     parser.add_argument("--bytes-baseline", default=BYTES_BASELINE, help="git commit whose shard bytes must be kept")
+    parser.add_argument("--previous", default=PREVIOUS,
+                        help="git commit whose 5x and 20x runs this code must stay within 10%% of")
     parser.add_argument("--quick", action="store_true", help="small replicas: a smoke test of the suite")
     parser.add_argument("--skip-training", action="store_true", help="leave out the trainer comparison")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results (markdown)")
