@@ -184,7 +184,7 @@ def test_good_rows_survive_any_garbage_around_them(gpt2_preparer, mixed, batch_s
     from poet.transforms.prepare import DeadLetter, RowOrigin
     from poet.transforms.readers import iter_rows
 
-    lines, good_lines = [], []
+    lines = []
     for i, (good_first, garbage) in enumerate(mixed):
         pair = [_GOOD[i % len(_GOOD)], garbage] if good_first else [garbage, _GOOD[i % len(_GOOD)]]
         lines += pair
