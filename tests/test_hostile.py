@@ -329,6 +329,17 @@ def test_option_mistakes_are_one_line(tmp_path, capfd, extra, message):
     assert message in assert_refused(capfd, output)
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["train", "--loss", "bogus"], "poet train: error: argument --loss: invalid choice: 'bogus'"),
+    (["prepare", "--tokenizer", "gpt2"], "poet prepare: error: the following arguments are required: --input"),
+    (["stats"], "poet stats: error: the following arguments are required: DIR_OR_REPO_ID"),
+    (["bogus"], "poet: error: argument COMMAND: invalid choice: 'bogus'"),
+])
+def test_a_parse_error_names_its_command(tmp_path, capfd, argv, line):
+    assert main(argv) == 2
+    assert assert_refused(capfd, tmp_path / "nothing").startswith(line)
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--ref-batch-tokns", "10"], "did you mean --ref-batch-tokens?"),  # not handed to Beam, which ignores it
     (["--batch-size", "0"], "must be at least 1"),

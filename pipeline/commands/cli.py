@@ -72,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    command = "poet"
+    argv = sys.argv[1:] if argv is None else argv
+    command = f"poet {argv[0]}" if argv and argv[0] in SUBCOMMANDS else "poet"  # its own parse errors say so too
     try:
         args, extra = parser.parse_known_args(argv)
-        command = f"poet {args.command}"
         if extra and args.command not in ("prepare", "score"):  # these hand them to Beam, which must know them
             close = did_you_mean(extra[0].split("=", 1)[0], args._parser._option_string_actions)
             hint = f"did you mean {close}?" if close else f"see {command} --help"
