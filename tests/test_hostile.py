@@ -340,6 +340,15 @@ def test_a_parse_error_names_its_command(tmp_path, capfd, argv, line):
     assert assert_refused(capfd, tmp_path / "nothing").startswith(line)
 
 
+def test_score_of_a_mistyped_local_folder_is_one_line_without_asking_the_hub(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: a Hub request would fail otherwise
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    assert main(["score", "out/typo", "--ref-model", "model", "--output", "scored"]) == 2
+    assert "no such folder: out/typo (for the Hub dataset, not the local folder out/" in assert_refused(
+        capfd, tmp_path / "scored")
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--ref-batch-tokns", "10"], "did you mean --ref-batch-tokens?"),  # not handed to Beam, which ignores it
     (["--batch-size", "0"], "must be at least 1"),

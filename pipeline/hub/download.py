@@ -16,6 +16,7 @@ import fnmatch
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
@@ -26,19 +27,28 @@ from poet.transforms.errors import UserError, describe
 from poet.transforms.hub_ids import parse_dataset
 
 
-def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: Sequence[str] = PUBLISHED_FILES) -> Path:
-    """A local folder for ``path_or_repo_id``: the folder itself if it is local; a
-    temporary copy (kept until the process exits) for another fsspec URL; else a snapshot
-    of the Hub dataset repo (``user/name``, ``user/name@rev``, ``hf://datasets/user/name``)
-    at ``revision`` (default: its main branch). Only files matching ``only`` are fetched.
+@dataclass(frozen=True)
+class PreparedSource:
+    """Where a prepared folder named on the command line is: a local ``folder``, another fsspec ``url``
+    (``gs://...``), or a Hub dataset ``repo_id`` at ``revision`` (None: its main branch)."""
 
-    A name is tried as a Hub repo id only when it looks like one and is no local path: ``out/missing`` where
+    folder: Path | None = None
+    url: str | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+
+
+def locate_prepared(path_or_repo_id: str) -> PreparedSource:
+    """What ``path_or_repo_id`` names: a local folder; an fsspec URL other than ``hf://``; else a Hub dataset
+    repo (``user/name``, ``user/name@rev``, ``hf://datasets/user/name``).
+
+    A name is taken as a Hub repo id only when it looks like one and is no local path: ``out/missing`` where
     ``out`` is a local folder is a mistyped folder, said in one line, not a repo the Hub is asked for."""
     path = Path(path_or_repo_id).expanduser()
     if path.is_dir():
-        return path
+        return PreparedSource(folder=path)
     if "://" in path_or_repo_id and not path_or_repo_id.startswith("hf://"):
-        return _copy_to_temporary(path_or_repo_id, only)
+        return PreparedSource(url=path_or_repo_id.rstrip("/"))
     if path.exists():
         raise UserError(f"{path_or_repo_id} is a file: pass the folder `poet prepare` wrote")
     parsed = parse_dataset(path_or_repo_id)
@@ -47,8 +57,20 @@ def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: S
     if path.parent.is_dir() and not path_or_repo_id.startswith("hf://"):
         raise UserError(f"no such folder: {path_or_repo_id} (for the Hub dataset, not the local folder "
                         f"{path.parent}/, write hf://datasets/{path_or_repo_id})")
-    repo_id, repo_revision = parsed
-    return _download(repo_id, revision or repo_revision, only)
+    return PreparedSource(repo_id=parsed[0], revision=parsed[1])
+
+
+def fetch_prepared(path_or_repo_id: str, revision: str | None = None, *, only: Sequence[str] = PUBLISHED_FILES) -> Path:
+    """A local folder for ``path_or_repo_id`` (see :func:`locate_prepared`): the folder itself if it is local; a
+    temporary copy (kept until the process exits) for another fsspec URL; else a snapshot of the Hub dataset
+    repo at ``revision`` (default: the one it names, else its main branch). Only files matching ``only`` are
+    fetched."""
+    source = locate_prepared(path_or_repo_id)
+    if source.folder is not None:
+        return source.folder
+    if source.url is not None:
+        return _copy_to_temporary(source.url, only)
+    return _download(source.repo_id, revision or source.revision, only)
 
 
 def prepared_paths(fs: fsspec.AbstractFileSystem, root: str, only: Sequence[str] = PUBLISHED_FILES) -> list[str]:

@@ -8,13 +8,13 @@ shards themselves: the workers read them where they are, a Hub repo through
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from poet.pipeline.hub.download import PreparedSource, locate_prepared
 from poet.pipeline.hub.input_files import SCHEME, is_hub_path, resolve_revision
 from poet.pipeline.launch.dataflow import DryRun, JobFacts, reference_facts
 from poet.pipeline.launch.dataflow import dry_run as dataflow_dry_run
@@ -26,30 +26,17 @@ from poet.pipeline.steps.reference import check_reference_model
 from poet.pipeline.steps.score_dataset import ScoreConfig, ScorePreparedDataset
 from poet.transforms.contract import DEAD_LETTER_DIR, REF_COLUMN_NAMES, STATS_FILE, RunDescription
 from poet.transforms.errors import UserError, describe
-from poet.transforms.hub_ids import parse_dataset
 from poet.transforms import stats_file
 from poet.transforms.schema import preference_features
 
 
-def _source_url(source: str) -> str:
-    """The source folder as a path or URL: a Hub dataset id ``user/name[@rev]`` becomes ``hf://datasets/...``."""
-    if "://" in source or os.path.isdir(source) or parse_dataset(source) is None:
-        return source.rstrip("/")
-    return f"{SCHEME}datasets/{source}"
-
-
-def _source_folder(config: ScoreConfig) -> str:
+def _source_folder(config: ScoreConfig, source: PreparedSource) -> str:
     """Where the workers read the shards: a local or object-store folder as is; a Hub repo through ``hf://``,
     pinned to the commit its revision points at now (so every worker reads the same shards)."""
-    url = _source_url(config.source)
-    parsed = parse_dataset(url) if is_hub_path(url) else None
-    if parsed is not None:
-        repo_id, revision = parsed
-        pinned = resolve_revision(repo_id, config.revision or revision or "main")
-        return f"{SCHEME}datasets/{pinned.repo_id}@{pinned.revision}"
-    if ("://" in url and not is_hub_path(url)) or os.path.isdir(url):
-        return url
-    raise UserError(f"{config.source} is neither a folder nor a Hub dataset id like user/name")
+    if source.repo_id is None:
+        return str(source.folder or source.url)
+    pinned = resolve_revision(source.repo_id, config.revision or source.revision or "main")
+    return f"{SCHEME}datasets/{pinned.repo_id}@{pinned.revision}"
 
 
 def _read_stats(source: str, config: ScoreConfig) -> dict:
@@ -68,12 +55,13 @@ def _read_stats(source: str, config: ScoreConfig) -> dict:
 def run(config: ScoreConfig, options: PipelineOptions) -> dict | DryRun:
     """Score every shard of ``config.source`` into ``config.output``; return the new stats document (a dry run:
     the job's summary)."""
-    worker_paths = [("the shards of", _source_url(config.source)), ("--output", config.output),
-                    ("--ref-model", config.reference.name)]
+    located = locate_prepared(config.source)
+    shards_at = f"{SCHEME}datasets/{located.repo_id}" if located.repo_id else str(located.folder or located.url)
+    worker_paths = [("the shards of", shards_at), ("--output", config.output), ("--ref-model", config.reference.name)]
     dry_run = check_runner(options, worker_paths)
     if not dry_run:
         check_output(config.output, config.overwrite)
-    source = _source_folder(config)
+    source = _source_folder(config, located)
     document = _read_stats(source, config)
     shards = [(split, index, f"{source}/{entry['file']}")
               for split, entries in sorted(document.get("shards", {}).items()) for index, entry in enumerate(entries)]
