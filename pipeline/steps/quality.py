@@ -15,8 +15,10 @@ brings them together with the read itself, which is read a second time with its
 decisions in hand. So the rows themselves are never shuffled or held back: the
 second read streams into tokenization as a run without these options does, in
 the same bounded memory, for the price of reading and parsing the input twice.
-A run of one read with ``--dedup`` and no test count reads it once: its copies
-can only be in it, so they are found as its rows stream in input order.
+Without a test count, the first read is needed only when copies of a pair can
+be read by different workers: in process (one worker, which reads the files in
+turn) or with a single read, ``--dedup`` reads the input once and finds the
+copies as the rows stream in input order.
 The decisions (the first row kept, the test prompts in hash order) do not
 depend on how the runner grouped or ordered anything, so the bytes are the
 same on every runner.
@@ -181,9 +183,9 @@ def _apply(rows, duplicate_of: dict, last: int | None, test_fraction: float | No
 
 
 class _ReadDecided(_Check):
-    """``(read, [[_Read], [Duplicate...], [_LastTestPrompt]])`` → the read's rows, read and checked, with its
-    decisions applied (see :func:`_apply`). With ``streamed``, rule 1 is decided here as the rows stream in
-    input order: the run has this one read, so no copy of a pair can be anywhere else."""
+    """``(key, [[_Read...], [Duplicate...], [_LastTestPrompt]])`` → the rows of the reads, read in order and
+    checked, with their decisions applied (see :func:`_apply`). With ``streamed``, rule 1 is decided here as
+    the rows stream in input order: these are all the run's reads, so no copy of a pair can be anywhere else."""
 
     def __init__(self, options: PrepareOptions, conversational: bool, eval_files: list[tuple[str, str]],
                  reader: RowReader, test_size: TestSize | None, streamed: bool, progress: ProgressSettings):
@@ -197,16 +199,16 @@ class _ReadDecided(_Check):
 
     def process(self, element):
         items = [item for part in element[1] for item in part]
-        spec = next(item.spec for item in items if isinstance(item, _Read))
         duplicate_of = {d.sort_key: d for d in items if isinstance(d, Duplicate)}
         last = next((d.key for d in items if isinstance(d, _LastTestPrompt)), None)
         first_copies = FirstCopies() if self.streamed else None
-        for chunk in self.reader.chunks(spec):
-            rows = [self.check.check(origin, source) for origin, source in chunk]
-            if first_copies is not None:
-                duplicate_of = {d.sort_key: d for d in first_copies.later_copies(
-                    (row.pair_id, row.origin.sort_key, row.origin) for row in rows if row.pair_id is not None)}
-            yield from _apply(rows, duplicate_of, last, self.test_fraction, self.progress)
+        for spec in [item.spec for item in items if isinstance(item, _Read)]:  # in input order
+            for chunk in self.reader.chunks(spec):
+                rows = [self.check.check(origin, source) for origin, source in chunk]
+                if first_copies is not None:
+                    duplicate_of = {d.sort_key: d for d in first_copies.later_copies(
+                        (row.pair_id, row.origin.sort_key, row.origin) for row in rows if row.pair_id is not None)}
+                yield from _apply(rows, duplicate_of, last, self.test_fraction, self.progress)
 
 
 class DataQuality(beam.PTransform):
@@ -237,9 +239,13 @@ class DataQuality(beam.PTransform):
                        | "Apply" >> beam.FlatMap(_apply, {}, None, fraction, self.progress))
             return self._kept_and_set_aside(decided, spread=False)  # spread as they were read
         # a first read, for what needs every row: copies of a pair in other reads, and the test split's count
-        first_read = count is not None or len(self.reads) > 1
-        parts = [pbegin | "Reads" >> beam.Create([(index, RowBatch([_Read(spec)]))
-                                                 for index, spec in enumerate(self.reads)]).with_output_types(_Keyed)]
+        # without a test count, copies are found as the rows stream where one worker reads every read in turn
+        # (in process: the reads go in one group, in input order), or where there is one read
+        first_read = count is not None or (self.spread and len(self.reads) > 1)
+        reads = [(index, RowBatch([_Read(spec)])) for index, spec in enumerate(self.reads)]
+        if not first_read:
+            reads = [(0, RowBatch(_Read(spec) for spec in self.reads))]
+        parts = [pbegin | "Reads" >> beam.Create(reads).with_output_types(_Keyed)]
         if first_read:
             # rules 2-3 only count for the test split's count: otherwise the first read parses and hashes alone
             first = options if count is not None else dataclasses.replace(options, min_score_margin=None)
