@@ -136,7 +136,8 @@ def test_plain_text_data_with_a_tokenizer_without_chat_template(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--tokenizer", "/nonexistent/tokenizer"], "cannot load tokenizer"),
+        (["--tokenizer", "/nonexistent/tokenizer"], "no such tokenizer folder: /nonexistent/tokenizer; pass a local"),
+        (["--tokenizer", "samples/tokenizers/gpt2"], "no such tokenizer folder: samples/tokenizers/gpt2"),
         (["--tokenizer", str(GPT2)], "has no chat template"),
     ],
 )
