@@ -12,9 +12,9 @@ and positions, no text): grouped by a bucket of the content id, so the copies
 of a pair meet on one worker. Each decision is then sent to the read (a file,
 or a part of one) holding the row it is about, and a ``GroupByKey`` on the read
 brings them together with the read itself, which is read a second time with its
-decisions in hand. So the rows themselves are never shuffled or held back: the
-second read streams into tokenization as a run without these options does, in
-the same bounded memory, for the price of reading and parsing the input twice.
+decisions in hand. So no row waits in a shuffle for its decisions: the second
+read streams into tokenization as a run without these options does, in the
+same bounded memory, for the price of reading and parsing the input twice.
 Without a test count, the first read is needed only when copies of a pair can
 be read by different workers: in process (one worker, which reads the files in
 turn) or with a single read, ``--dedup`` reads the input once and finds the
@@ -36,7 +36,8 @@ from apache_beam import typehints
 from poet.pipeline.steps.dead_letters import DeadLetters
 from poet.pipeline.steps.progress import progress
 from poet.pipeline.steps.gather import Spread
-from poet.pipeline.steps.read import ReadPreferenceFiles, RowBatch, RowReader, open_input, unpack_spec
+from poet.pipeline.steps.read import (ReadPreferenceFiles, RowBatch, RowReader, first_row_key, open_input,
+                                     unpack_spec)
 from poet.transforms.decontamination import NgramIndex, eval_prompts
 from poet.transforms.errors import UserError, describe, unreadable_file
 from poet.transforms.progress import ProgressSettings
@@ -103,7 +104,10 @@ class _Check(beam.DoFn):
                                   self.prompt_keys)
 
     def process(self, chunk):
-        yield RowBatch(self.check.check(origin, source) for origin, source in chunk)
+        yield self.checked(chunk)
+
+    def checked(self, chunk) -> RowBatch:
+        return RowBatch(self.check.check(origin, source) for origin, source in chunk)
 
 
 def _read_index(reads: list[tuple]):
@@ -204,7 +208,7 @@ class _ReadDecided(_Check):
         first_copies = FirstCopies() if self.streamed else None
         for spec in [item.spec for item in items if isinstance(item, _Read)]:  # in input order
             for chunk in self.reader.chunks(spec):
-                rows = [self.check.check(origin, source) for origin, source in chunk]
+                rows = self.checked(chunk)
                 if first_copies is not None:
                     duplicate_of = {d.sort_key: d for d in first_copies.later_copies(
                         (row.pair_id, row.origin.sort_key, row.origin) for row in rows if row.pair_id is not None)}
@@ -238,9 +242,8 @@ class DataQuality(beam.PTransform):
                                                       prompt_keys=fraction is not None)).with_output_types(RowBatch)
                        | "Apply" >> beam.FlatMap(_apply, {}, None, fraction, self.progress))
             return self._kept_and_set_aside(decided, spread=False)  # spread as they were read
-        # a first read, for what needs every row: copies of a pair in other reads, and the test split's count
-        # without a test count, copies are found as the rows stream where one worker reads every read in turn
-        # (in process: the reads go in one group, in input order), or where there is one read
+        # a first read for what needs every row (the test split's count, copies of a pair in reads that
+        # different workers read); otherwise copies are found as the rows stream, all reads in one group, in order
         first_read = count is not None or (self.spread and len(self.reads) > 1)
         reads = [(index, RowBatch([_Read(spec)])) for index, spec in enumerate(self.reads)]
         if not first_read:
@@ -280,7 +283,7 @@ class DataQuality(beam.PTransform):
     def _kept_and_set_aside(decided, spread: bool):
         kept = decided | "Kept" >> beam.Filter(lambda out: isinstance(out, RowBatch)).with_output_types(RowBatch)
         if spread:  # the chunks of one read, read on one worker, prepared on all of them
-            kept = kept | "SpreadChunks" >> Spread(lambda chunk: chunk[0][0].sort_key)
+            kept = kept | "SpreadChunks" >> Spread(first_row_key)
         return kept, decided | "SetAside" >> beam.Filter(lambda out: isinstance(out, DeadLetters))
 
 

@@ -137,6 +137,11 @@ def unpack_spec(spec: tuple) -> tuple[str, int, str, Part]:
     return (*spec, WHOLE) if len(spec) == 3 else spec
 
 
+def first_row_key(chunk: RowBatch) -> tuple[int, int]:
+    """A chunk of ``(RowOrigin, SourceRow)``'s place in input order: its first row's; what spreads chunks."""
+    return chunk[0][0].sort_key
+
+
 def _position(path: str, stream, counted: int) -> int:
     """How far into the file a line-based reader is (for ``.gz``, in compressed bytes); a Parquet file is read
     by row groups after its footer, so it counts when it is done."""
@@ -177,5 +182,5 @@ class ReadPreferenceFiles(beam.PTransform):
             files
             | "SpreadFiles" >> Spread(lambda spec: (spec[1], unpack_spec(spec)[3].first))
             | "ReadRows" >> read
-            | "SpreadChunks" >> Spread(lambda chunk: chunk[0][0].sort_key)
+            | "SpreadChunks" >> Spread(first_row_key)
         )
