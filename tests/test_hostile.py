@@ -340,6 +340,24 @@ def test_a_parse_error_names_its_command(tmp_path, capfd, argv, line):
     assert assert_refused(capfd, tmp_path / "nothing").startswith(line)
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["prepare", "--input", "SOURCE", "--tokenizer", "./nowhere", "--output", "OUT"],
+     "poet prepare: error: no such tokenizer folder: ./nowhere"),
+    (["score", "PREPARED", "--ref-model", "models/x/nowhere", "--output", "OUT"],
+     "poet score: error: no such reference model folder: models/x/nowhere"),
+    (["train", "--model", "./nowhere", "--data", "PREPARED", "--output-dir", "OUT"],
+     "poet train: error: no such folder: ./nowhere"),
+    (["train", "--model", "/nowhere/model", "--tokenizer", str(GPT2), "--data", "PREPARED", "--output-dir", "OUT"],
+     "poet train: error: no such model folder: /nowhere/model"),
+], ids=["tokenizer", "reference", "train-tokenizer", "train-model"])
+def test_a_model_or_tokenizer_path_that_is_not_there_is_one_line(plain_run, tmp_path, capfd, monkeypatch, argv, line):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the Hub must not be asked
+    source, prepared = plain_run
+    names = {"SOURCE": str(source), "PREPARED": str(prepared), "OUT": str(tmp_path / "out")}
+    assert main([names.get(arg, arg) for arg in argv]) == 2
+    assert assert_refused(capfd, tmp_path / "out").startswith(line)
+
+
 def test_score_of_a_mistyped_local_folder_is_one_line_without_asking_the_hub(tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: a Hub request would fail otherwise
     monkeypatch.chdir(tmp_path)

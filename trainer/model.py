@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, PreTra
 
 from poet.trainer.data import Pairs
 from poet.transforms.errors import UserError
+from poet.transforms.hub_ids import missing_local_path
 
 
 def load_model(name_or_path: str, dtype: str, gguf_file: str | None = None) -> PreTrainedModel:
@@ -17,6 +18,8 @@ def load_model(name_or_path: str, dtype: str, gguf_file: str | None = None) -> P
     needs them, and the model then saves as an ordinary ``save_pretrained`` folder, which a model left in GGUF
     blocks cannot.
     """
+    if missing_local_path(name_or_path):
+        raise UserError(f"no such model folder: {name_or_path}; pass a local model folder or a Hub id like user/name")
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     gguf = {"gguf_file": gguf_file, "quantization_config": GgufConfig(dequantize=True)} if gguf_file else {}
     try:
@@ -47,6 +50,9 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 
 def load_tokenizer(name_or_path: str, gguf_file: str | None = None) -> PreTrainedTokenizerBase:
+    if missing_local_path(name_or_path):
+        raise UserError(f"no such folder: {name_or_path} (the tokenizer's, from --tokenizer, else --model); pass a "
+                        "local folder or a Hub id like user/name")
     try:
         return AutoTokenizer.from_pretrained(name_or_path, gguf_file=gguf_file)
     except (OSError, ValueError) as err:

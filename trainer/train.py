@@ -279,7 +279,7 @@ class PreferenceTrainer:
 
 
 # -- setting a run up ---------------------------------------------------------------------------------------
-def _prepare_output_dir(config: TrainConfig, accelerator: Accelerator) -> None:
+def _check_output_dir(config: TrainConfig) -> None:
     out = config.output_dir
     if out.exists() and not out.is_dir():
         raise UserError(f"--output-dir {out} is a file: pass a folder")
@@ -288,6 +288,12 @@ def _prepare_output_dir(config: TrainConfig, accelerator: Accelerator) -> None:
             f"output dir {out} is not empty: pass --overwrite to train into it anyway (its checkpoints and metrics "
             "are replaced), --resume-from-checkpoint OUT/checkpoint-N to continue a run, or another --output-dir"
         )
+
+
+def _prepare_output_dir(config: TrainConfig, accelerator: Accelerator) -> None:
+    """Create the output dir (with ``--overwrite``, without its old checkpoints and metrics) once the data, the
+    tokenizer and the model have loaded: a run refused before leaves nothing behind."""
+    out = config.output_dir
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -408,7 +414,7 @@ def _with_reference_logps(pairs: Pairs, among: np.ndarray, reference, config: Tr
 def train(config: TrainConfig) -> dict[str, float]:
     """Run one training job end to end; returns the last logged metrics (train and eval)."""
     accelerator = Accelerator(cpu=not torch.accelerator.is_available())
-    _prepare_output_dir(config, accelerator)
+    _check_output_dir(config)
     resume_state = _resume_state(config, accelerator)
     set_seed(config.seed)
 
@@ -422,6 +428,7 @@ def train(config: TrainConfig) -> dict[str, float]:
     for pairs, split in ((train_pairs, config.split), (eval_pairs, config.eval_split)):
         if pairs is not None:
             check_fits(pairs, split, model)
+    _prepare_output_dir(config, accelerator)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     disable_dropout(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 REPO_ID = r"[\w.-]+/[\w.-]+"
 _REPO_ID = re.compile(REPO_ID)
@@ -13,6 +14,12 @@ _DATASET_FILE = re.compile(rf"hf://datasets/(?P<repo_id>{REPO_ID})(?:@[^/]+)?/")
 def is_repo_id(text: str) -> bool:
     """``user/name`` or ``org/name`` (a relative path such as ``./tok`` or ``../tok`` is not one)."""
     return bool(_REPO_ID.fullmatch(text)) and _hub_names(text)
+
+
+def missing_local_path(name: str) -> bool:
+    """``name`` can only be a local path (it has a ``/`` but is no Hub repo id: ``a/b/c``, ``./x``, ``/x``) and
+    nothing is there: say so, rather than let transformers ask the Hub for it."""
+    return "/" in name and not is_repo_id(name) and not Path(name).expanduser().exists()
 
 
 def _hub_names(repo_id: str) -> bool:

@@ -20,7 +20,7 @@ from poet.transforms.deferred_import import deferred
 from poet.transforms.errors import UserError, first_line
 from poet.transforms.exact_shortcuts import ChatRenderer, plain_messages, rust_backend, split_point, split_safe_tokens
 from poet.transforms.formats import PreferencePair, common_prefix_length
-from poet.transforms.hub_ids import is_repo_id
+from poet.transforms.hub_ids import missing_local_path
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def load_tokenizer(name_or_path: str):
 
     transformers would import torch on the way (see :mod:`transforms.deferred_import`); a tokenizer never uses it.
     """
-    if "/" in name_or_path and not is_repo_id(name_or_path) and not Path(name_or_path).expanduser().exists():
+    if missing_local_path(name_or_path):
         raise UserError(f"no such tokenizer folder: {name_or_path}; pass a local tokenizer folder or a Hub id "
                         "like user/name")
     try:

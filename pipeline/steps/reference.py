@@ -20,6 +20,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from poet.pipeline.steps.read import RowBatch
 from poet.transforms.errors import UserError, first_line
+from poet.transforms.hub_ids import missing_local_path
 from poet.transforms.prepare import PreparedRow
 from poet.transforms.reference import ReferenceModel, ReferenceStats
 from poet.transforms.contract import REF_COLUMN_NAMES
@@ -33,6 +34,8 @@ def check_reference_model(model: ReferenceModel, vocabulary: int | None, max_len
     Returns it with its ``revision`` (Hub commit or sha256 of the weights) for the card."""
     from transformers import AutoConfig
 
+    if missing_local_path(model.name):
+        raise UserError(f"no such reference model folder: {model.name}; pass a local model folder or a Hub model id")
     model = model.with_revision()
     try:
         config = AutoConfig.from_pretrained(model.name, gguf_file=model.gguf_file)
